@@ -1,0 +1,277 @@
+"""The one settings object of a segstream process.
+
+Settings are read once, at start-up, from environment variables with the
+``SEGSTREAM_`` prefix (plus the conventional ``KAFKA_BOOTSTRAP_SERVERS``), validated,
+and then passed down as a frozen :class:`Settings`. Nothing below the CLI reads the
+environment, so a test builds its settings with :meth:`Settings.from_env` on a dict.
+
+Examples
+--------
+>>> s = Settings.from_env({"SEGSTREAM_PARTITIONS": "3", "SEGSTREAM_KAFKA_SASL_PASSWORD": "pw"})
+>>> s.partitions
+3
+>>> s.kafka_sasl_password
+Secret('**********')
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from streams.exceptions import ConfigError
+
+PREFIX = "SEGSTREAM_"
+
+
+class Secret:
+    """A string that never shows itself in logs, reprs or tracebacks."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def get_secret_value(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')" if self._value else "Secret('')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+
+@dataclass(frozen=True)
+class Topics:
+    """Topic names; every one can be renamed so several deployments share a cluster."""
+
+    clicks: str = "shop.clicks"
+    orders: str = "shop.orders"
+    reviews: str = "shop.reviews"
+    dlq: str = "segstream.dlq"
+    changes: str = "segments.changes"
+    current: str = "segments.current"
+
+    @property
+    def inputs(self) -> tuple[str, str, str]:
+        return (self.clicks, self.orders, self.reviews)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Frozen, validated configuration. Build it with :meth:`from_env`."""
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    group_id: str = "segstream"
+    client_id: str = "segstream"
+    topics: Topics = field(default_factory=Topics)
+    partitions: int = 6
+    replication_factor: int = 1
+    state_dir: Path = Path(".local/state")
+    batch_size: int = 500
+    poll_timeout_s: float = 0.5
+    max_event_bytes: int = 64 * 1024
+    allowed_lateness_s: int = 3600
+    max_future_skew_s: int = 300
+    min_event_year: int = 2000
+    segments_file: Path | None = None
+    metrics_port: int = 0
+    metrics_host: str = "127.0.0.1"
+    log_level: str = "INFO"
+    log_json: bool = True
+    cache_users: int = 100_000
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_sasl_mechanism: str = ""
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: Secret = field(default_factory=lambda: Secret(""))
+    kafka_ssl_ca_location: str = ""
+    kafka_ssl_certificate_location: str = ""
+    kafka_ssl_key_location: str = ""
+    kafka_ssl_key_password: Secret = field(default_factory=lambda: Secret(""))
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Read ``SEGSTREAM_*`` variables (and ``KAFKA_BOOTSTRAP_SERVERS``).
+
+        Raises
+        ------
+        ConfigError
+            Listing every variable that is malformed, so an operator fixes all at once.
+        """
+        env = dict(os.environ if env is None else env)
+        problems: list[str] = []
+        values: dict[str, Any] = {}
+        topic_values: dict[str, str] = {}
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+
+        bootstrap = env.get(PREFIX + "KAFKA_BOOTSTRAP_SERVERS") or env.get(
+            "KAFKA_BOOTSTRAP_SERVERS"
+        )
+        if bootstrap:
+            values["bootstrap_servers"] = bootstrap
+
+        for key, raw in env.items():
+            if not key.startswith(PREFIX):
+                continue
+            name = key[len(PREFIX) :].lower()
+            if name == "kafka_bootstrap_servers":
+                continue
+            if name.startswith("topic_"):
+                tname = name[len("topic_") :]
+                if tname not in {f.name for f in dataclasses.fields(Topics)}:
+                    problems.append(f"{key}: unknown topic role {tname!r}")
+                elif not raw.strip():
+                    problems.append(f"{key}: topic name must not be empty")
+                else:
+                    topic_values[tname] = raw.strip()
+                continue
+            if name not in fields or name == "topics":
+                continue  # other SEGSTREAM_ variables belong to other processes (llm, actions)
+            try:
+                values[name] = _coerce(fields[name], raw)
+            except ValueError as exc:
+                problems.append(f"{key}={_shown(name, raw)}: {exc}")
+        values.update(overrides)
+        if topic_values:
+            values["topics"] = dataclasses.replace(values.get("topics", Topics()), **topic_values)
+        if problems:
+            raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        """Check cross-field rules; raise :class:`ConfigError` naming what to change."""
+        p: list[str] = []
+        if not self.bootstrap_servers.strip():
+            p.append("KAFKA_BOOTSTRAP_SERVERS must name at least one host:port")
+        for hp in self.bootstrap_servers.split(","):
+            if ":" not in hp:
+                p.append(f"bootstrap server {hp!r} needs a port (host:port)")
+        if self.partitions < 1:
+            p.append("SEGSTREAM_PARTITIONS must be >= 1")
+        if self.replication_factor < 1:
+            p.append("SEGSTREAM_REPLICATION_FACTOR must be >= 1")
+        if not 1 <= self.batch_size <= 100_000:
+            p.append("SEGSTREAM_BATCH_SIZE must be between 1 and 100000")
+        if self.poll_timeout_s <= 0:
+            p.append("SEGSTREAM_POLL_TIMEOUT_S must be > 0")
+        if self.max_event_bytes < 256:
+            p.append("SEGSTREAM_MAX_EVENT_BYTES must be >= 256")
+        if self.allowed_lateness_s < 0:
+            p.append("SEGSTREAM_ALLOWED_LATENESS_S must be >= 0")
+        if self.max_future_skew_s < 0:
+            p.append("SEGSTREAM_MAX_FUTURE_SKEW_S must be >= 0")
+        if not 1970 <= self.min_event_year <= 2100:
+            p.append("SEGSTREAM_MIN_EVENT_YEAR must be a year between 1970 and 2100")
+        if not 0 <= self.metrics_port <= 65535:
+            p.append("SEGSTREAM_METRICS_PORT must be 0 (off) or a TCP port")
+        if self.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            p.append("SEGSTREAM_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR")
+        if self.cache_users < 100:
+            p.append("SEGSTREAM_CACHE_USERS must be >= 100")
+        if self.segments_file is not None and not self.segments_file.is_file():
+            p.append(f"SEGSTREAM_SEGMENTS_FILE {self.segments_file} does not exist")
+        names = [getattr(self.topics, f.name) for f in dataclasses.fields(Topics)]
+        if len(set(names)) != len(names):
+            p.append(f"topic names must be distinct, got {names}")
+        proto = self.kafka_security_protocol.upper()
+        if proto not in {"PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"}:
+            p.append("SEGSTREAM_KAFKA_SECURITY_PROTOCOL must be PLAINTEXT, SSL, SASL_PLAINTEXT "
+                     "or SASL_SSL")
+        if proto.startswith("SASL"):
+            if self.kafka_sasl_mechanism.upper() not in {
+                "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"
+            }:
+                p.append("SASL needs SEGSTREAM_KAFKA_SASL_MECHANISM (PLAIN, SCRAM-SHA-256, "
+                         "SCRAM-SHA-512)")
+            if self.kafka_sasl_mechanism.upper() != "OAUTHBEARER" and not (
+                self.kafka_sasl_username and self.kafka_sasl_password
+            ):
+                p.append("SASL needs SEGSTREAM_KAFKA_SASL_USERNAME and "
+                         "SEGSTREAM_KAFKA_SASL_PASSWORD")
+        for loc in (self.kafka_ssl_ca_location, self.kafka_ssl_certificate_location,
+                    self.kafka_ssl_key_location):
+            if loc and not Path(loc).is_file():
+                p.append(f"TLS file {loc} does not exist")
+        if p:
+            raise ConfigError("invalid configuration:\n  " + "\n  ".join(p))
+
+    # ------------------------------------------------------------ kafka config
+    def kafka_common(self) -> dict[str, Any]:
+        """librdkafka settings shared by consumers, producers and admin clients."""
+        conf: dict[str, Any] = {
+            "bootstrap.servers": self.bootstrap_servers,
+            "client.id": self.client_id,
+            "security.protocol": self.kafka_security_protocol.upper(),
+        }
+        if self.kafka_sasl_mechanism:
+            conf["sasl.mechanism"] = self.kafka_sasl_mechanism.upper()
+        if self.kafka_sasl_username:
+            conf["sasl.username"] = self.kafka_sasl_username
+            conf["sasl.password"] = self.kafka_sasl_password.get_secret_value()
+        if self.kafka_ssl_ca_location:
+            conf["ssl.ca.location"] = self.kafka_ssl_ca_location
+        if self.kafka_ssl_certificate_location:
+            conf["ssl.certificate.location"] = self.kafka_ssl_certificate_location
+        if self.kafka_ssl_key_location:
+            conf["ssl.key.location"] = self.kafka_ssl_key_location
+        if self.kafka_ssl_key_password:
+            conf["ssl.key.password"] = self.kafka_ssl_key_password.get_secret_value()
+        return conf
+
+    def redacted(self) -> dict[str, Any]:
+        """A loggable view: secrets stay masked."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            out[f.name] = dataclasses.asdict(v) if isinstance(v, Topics) else (
+                repr(v) if isinstance(v, Secret) else str(v) if isinstance(v, Path) else v
+            )
+        return out
+
+
+def _shown(name: str, raw: str) -> str:
+    return "'**********'" if "password" in name or "secret" in name else repr(raw)
+
+
+def _coerce(f: dataclasses.Field[Any], raw: str) -> Any:
+    t = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+    raw = raw.strip()
+    if t == "int":
+        try:
+            return int(raw)
+        except ValueError:
+            raise ValueError("expected an integer") from None
+    if t == "float":
+        try:
+            return float(raw)
+        except ValueError:
+            raise ValueError("expected a number") from None
+    if t == "bool":
+        if raw.lower() in {"1", "true", "yes", "on"}:
+            return True
+        if raw.lower() in {"0", "false", "no", "off"}:
+            return False
+        raise ValueError("expected true or false")
+    if t == "Path":
+        return Path(raw)
+    if t == "Path | None":
+        return Path(raw) if raw else None
+    if t == "Secret":
+        return Secret(raw)
+    return raw

@@ -1,0 +1,150 @@
+"""The decode boundary: raw Kafka bytes in, a typed event or an :class:`InvalidEvent` out.
+
+Every check an event must pass happens here, once, so that the feature code behind it
+never defends against bad data. Each failure carries a bounded ``reason`` token; the
+runner sends the original bytes with that reason to the dead-letter topic.
+
+Reasons
+-------
+``oversized``, ``empty``, ``malformed_json``, ``not_an_object``, ``unknown_type``,
+``unsupported_schema_version``, ``missing_field``, ``wrong_type``, ``out_of_range``,
+``invalid_enum``, ``invalid_format``, ``bad_timestamp``, ``future_timestamp``, ``missing_key``,
+``key_mismatch`` (and ``late``, decided by the processor, not here).
+
+Examples
+--------
+>>> d = EventDecoder(max_bytes=1024, min_ts_ms=0, max_future_skew_ms=60_000,
+...                  topic_types={"shop.clicks": "click"})
+>>> d.decode("shop.clicks", b"u1", b'{"oops"', now_ms=0)
+Traceback (most recent call last):
+...
+streams.exceptions.InvalidEvent: malformed_json: unexpected character: line 1 column 8 (char 7)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime, timezone
+
+import msgspec
+import orjson
+
+from streams.config import Settings
+from streams.contracts.events import EVENT_TYPES, SUPPORTED_SCHEMA_VERSIONS, Event
+from streams.exceptions import InvalidEvent
+
+DLQ_REASONS = (
+    "oversized", "empty", "malformed_json", "not_an_object", "unknown_type",
+    "unsupported_schema_version", "missing_field", "wrong_type", "out_of_range",
+    "invalid_enum", "invalid_format", "bad_timestamp", "future_timestamp", "missing_key", "key_mismatch", "late",
+)
+
+
+class EventDecoder:
+    """Decode and validate one message.
+
+    Parameters
+    ----------
+    max_bytes
+        Messages larger than this are refused before parsing (``oversized``).
+    min_ts_ms, max_future_skew_ms
+        Timestamps before ``min_ts_ms`` or more than the skew ahead of the wall clock are
+        not sane (``bad_timestamp`` / ``future_timestamp``).
+    topic_types
+        The event type implied by each input topic when a message has no ``type`` field.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_bytes: int,
+        min_ts_ms: int,
+        max_future_skew_ms: int,
+        topic_types: Mapping[str, str],
+    ) -> None:
+        self.max_bytes = max_bytes
+        self.min_ts_ms = min_ts_ms
+        self.max_future_skew_ms = max_future_skew_ms
+        self.topic_types = dict(topic_types)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> EventDecoder:
+        t = settings.topics
+        min_ts = datetime(settings.min_event_year, 1, 1, tzinfo=timezone.utc)
+        return cls(
+            max_bytes=settings.max_event_bytes,
+            min_ts_ms=int(min_ts.timestamp() * 1000),
+            max_future_skew_ms=settings.max_future_skew_s * 1000,
+            topic_types={t.clicks: "click", t.orders: "order", t.reviews: "review"},
+        )
+
+    def decode(self, topic: str, key: bytes | None, value: bytes | None, now_ms: int) -> Event:
+        """Return the typed event or raise :class:`InvalidEvent`.
+
+        The message key must equal the ``user_id``: the state of a user lives on the
+        partition its key hashes to, so a mis-keyed event would split that state.
+        """
+        event = self.decode_value(topic, value, now_ms)
+        if key is None:
+            raise InvalidEvent("missing_key", "message key must be the user_id")
+        if key != event.user_id.encode():
+            raise InvalidEvent(
+                "key_mismatch", "message key differs from user_id; state would be split"
+            )
+        return event
+
+    def decode_value(self, topic: str, value: bytes | None, now_ms: int) -> Event:
+        """Decode and validate a message body alone (files have no message key)."""
+        if value is None or len(value) == 0:
+            raise InvalidEvent("empty", "message has no value")
+        if len(value) > self.max_bytes:
+            raise InvalidEvent(
+                "oversized", f"{len(value)} bytes exceeds the limit of {self.max_bytes}"
+            )
+        try:
+            data = orjson.loads(value)
+        except orjson.JSONDecodeError as exc:
+            raise InvalidEvent("malformed_json", str(exc)) from None
+        if not isinstance(data, dict):
+            raise InvalidEvent("not_an_object", f"top-level JSON is {type(data).__name__}")
+        etype = data.get("type") or self.topic_types.get(topic)
+        cls = EVENT_TYPES.get(etype) if isinstance(etype, str) else None
+        if cls is None:
+            raise InvalidEvent(
+                "unknown_type", f"event type {etype!r} is not one of {sorted(EVENT_TYPES)}"
+            )
+        if "type" not in data:
+            data["type"] = etype
+        version = data.get("schema_version")
+        if isinstance(version, int) and version not in SUPPORTED_SCHEMA_VERSIONS:
+            raise InvalidEvent(
+                "unsupported_schema_version",
+                f"schema_version {version} (supported: {sorted(SUPPORTED_SCHEMA_VERSIONS)})",
+            )
+        try:
+            event: Event = msgspec.convert(data, cls, strict=True)
+        except msgspec.ValidationError as exc:
+            raise InvalidEvent(_reason_of(str(exc)), str(exc)) from None
+        ts = event.ts_ms
+        if ts < self.min_ts_ms:
+            raise InvalidEvent("bad_timestamp", f"ts {ts} is before the earliest allowed time")
+        if ts > now_ms + self.max_future_skew_ms:
+            raise InvalidEvent(
+                "future_timestamp", f"ts {ts} is {(ts - now_ms) // 1000}s ahead of the clock"
+            )
+        return event
+
+
+def _reason_of(message: str) -> str:
+    if message.startswith("Object missing required field"):
+        return "missing_field"
+    if message.startswith("Invalid enum value"):
+        return "invalid_enum"
+    if message.startswith("ts ") or "`$.ts`" in message:
+        return "bad_timestamp"
+    if message.startswith("Expected `") and any(op in message for op in (">=", "<=", " > ",
+                                                                        " < ", "length")):
+        return "out_of_range"
+    if "matching regex" in message:
+        return "invalid_format"
+    return "wrong_type"

@@ -1,0 +1,207 @@
+"""``vector(state, as_of) -> dict``: the named features segment rules and models read.
+
+Windows are trailing, ``(as_of - W, as_of]``, evaluated at the resolution of the
+buckets that back them (1-minute buckets for the 1 h window, 1-hour buckets for the
+others). ``as_of`` defaults to the user's latest event time, so a user's features depend
+only on that user's events, never on how partitions interleave. A feature that is
+undefined (an average over nothing, recency without any order) is ``None``; rules treat
+``None`` as "condition not met".
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, bisect_right
+
+from streams.features.state import (
+    DAY_MS,
+    F_CANCELLED,
+    F_REFUNDED,
+    H_ATC,
+    H_CLICKS,
+    H_VIEWS,
+    HOUR_MS,
+    MINUTE_MS,
+    O_COUPON,
+    O_DISCOUNT,
+    O_FIRST_TS,
+    O_FLAGS,
+    O_PAYMENT,
+    O_TOTAL,
+    S_ATC,
+    S_CLICKS,
+    S_FIRST_ATC,
+    S_LAST,
+    UserState,
+)
+from streams.features.update import DEFAULT_CONFIG, PURCHASE_FLAGS, FeatureConfig
+
+Features = dict[str, float | None]
+
+CLICK_WINDOWS = {"1h": HOUR_MS, "24h": 24 * HOUR_MS, "7d": 7 * DAY_MS, "30d": 30 * DAY_MS}
+ORDER_WINDOWS = {"30d": 30 * DAY_MS, "90d": 90 * DAY_MS, "365d": 365 * DAY_MS}
+PAYMENT_METHODS = ("card", "paypal", "wallet", "cod", "bank_transfer", "gift_card")
+
+FEATURE_NAMES: tuple[str, ...] = (
+    *(f"clicks_{w}" for w in CLICK_WINDOWS),
+    *(f"sessions_{w}" for w in CLICK_WINDOWS),
+    "views_30d", "add_to_cart_30d", "add_to_cart_rate_30d", "carts_30d",
+    "cart_abandonment_rate_30d", "avg_session_clicks_30d", "distinct_categories_30d",
+    "last_seen_days", "tenure_days",
+    "recency_days", "first_order_days", "orders_lifetime",
+    *(f"orders_{w}" for w in ORDER_WINDOWS),
+    *(f"spend_{w}" for w in ORDER_WINDOWS),
+    "aov_365d", "cancel_rate_365d", "refund_rate_365d", "coupon_share_365d",
+    "avg_discount_365d",
+    *(f"pay_share_{m}" for m in (*PAYMENT_METHODS, "other")),
+    "reviews_365d", "avg_rating_365d", "reviews_lifetime",
+)
+
+
+def vector(
+    state: UserState, as_of: int | None = None, config: FeatureConfig = DEFAULT_CONFIG
+) -> Features:
+    """Compute every feature in :data:`FEATURE_NAMES` for ``state`` at ``as_of`` (epoch ms)."""
+    now = state.last_ts if as_of is None else as_of
+    f: Features = {}
+    _clicks(state, now, f)
+    _orders(state, now, f, config)
+    _reviews(state, now, f)
+    f["last_seen_days"] = (now - state.last_ts) / DAY_MS
+    f["tenure_days"] = (now - state.first_ts) / DAY_MS
+    return f
+
+
+def _clicks(state: UserState, now: int, f: Features) -> None:
+    lo_min = (now - HOUR_MS) // MINUTE_MS
+    hi_min = now // MINUTE_MS
+    f["clicks_1h"] = float(sum(c for m, c in state.click_min.items() if lo_min < m <= hi_min))
+    hi_h = now // HOUR_MS
+    lows = {w: (now - ms) // HOUR_MS for w, ms in CLICK_WINDOWS.items() if w != "1h"}
+    sums = {w: 0 for w in lows}
+    views = atc = 0
+    lo30 = lows["30d"]
+    for h, rec in state.click_hour.items():
+        if h > hi_h or h <= lo30:
+            continue
+        n = rec[H_CLICKS]
+        sums["30d"] += n
+        views += rec[H_VIEWS]
+        atc += rec[H_ATC]
+        if h > lows["7d"]:
+            sums["7d"] += n
+            if h > lows["24h"]:
+                sums["24h"] += n
+    for w, n in sums.items():
+        f[f"clicks_{w}"] = float(n)
+    f["views_30d"] = float(views)
+    f["add_to_cart_30d"] = float(atc)
+    f["add_to_cart_rate_30d"] = atc / views if views else None
+
+    starts = {w: now - ms for w, ms in CLICK_WINDOWS.items()}
+    counts = dict.fromkeys(CLICK_WINDOWS, 0)
+    clicks_30 = 0
+    for s in state.sessions.values():
+        last = s[S_LAST]
+        if last > now:
+            continue
+        for w, start in starts.items():
+            if last > start:
+                counts[w] += 1
+        if last > starts["30d"]:
+            clicks_30 += s[S_CLICKS]
+    for w, n in counts.items():
+        f[f"sessions_{w}"] = float(n)
+    f["avg_session_clicks_30d"] = clicks_30 / counts["30d"] if counts["30d"] else None
+    cat_start = starts["30d"]
+    f["distinct_categories_30d"] = float(
+        sum(1 for t in state.categories.values() if cat_start < t <= now)
+    )
+
+
+def _orders(state: UserState, now: int, f: Features, config: FeatureConfig) -> None:
+    starts = {w: now - ms for w, ms in ORDER_WINDOWS.items()}
+    n = dict.fromkeys(ORDER_WINDOWS, 0)
+    spend = dict.fromkeys(ORDER_WINDOWS, 0.0)
+    cancelled = refunded = coupons = 0
+    discount_share = 0.0
+    pay: dict[str, int] = {}
+    purchase_times: list[int] = []
+    last_order = 0
+    for o in state.orders.values():
+        t = o[O_FIRST_TS]
+        if t > now:
+            continue
+        flags = o[O_FLAGS]
+        is_purchase = bool(flags & PURCHASE_FLAGS) and not flags & F_CANCELLED
+        if is_purchase:
+            purchase_times.append(t)
+            if t > last_order:
+                last_order = t
+        if t <= starts["365d"]:
+            continue
+        # Net spend: purchases add their total, refunds take theirs back.
+        amount = (o[O_TOTAL] if is_purchase else 0.0) - (o[O_TOTAL] if flags & F_REFUNDED else 0.0)
+        for w, start in starts.items():
+            if t > start:
+                spend[w] += amount
+                if is_purchase:
+                    n[w] += 1
+        if flags & F_CANCELLED:
+            cancelled += 1
+        if flags & F_REFUNDED:
+            refunded += 1
+        if is_purchase:
+            coupons += o[O_COUPON]
+            gross = o[O_TOTAL] + o[O_DISCOUNT]
+            discount_share += o[O_DISCOUNT] / gross if gross > 0 else 0.0
+            method = o[O_PAYMENT] if o[O_PAYMENT] in PAYMENT_METHODS else "other"
+            pay[method] = pay.get(method, 0) + 1
+    for w in ORDER_WINDOWS:
+        f[f"orders_{w}"] = float(n[w])
+        f[f"spend_{w}"] = round(spend[w], 2)
+    n365 = n["365d"]
+    attempts = n365 + cancelled
+    f["aov_365d"] = round(spend["365d"] / n365, 2) if n365 else None
+    f["cancel_rate_365d"] = cancelled / attempts if attempts else None
+    f["refund_rate_365d"] = min(1.0, refunded / n365) if n365 else None
+    f["coupon_share_365d"] = coupons / n365 if n365 else None
+    f["avg_discount_365d"] = discount_share / n365 if n365 else None
+    for m in (*PAYMENT_METHODS, "other"):
+        f[f"pay_share_{m}"] = pay.get(m, 0) / n365 if n365 else None
+    f["orders_lifetime"] = float(state.orders_lifetime)
+    f["recency_days"] = (now - last_order) / DAY_MS if last_order else None
+    f["first_order_days"] = (
+        (now - state.first_order_ts) / DAY_MS if state.first_order_ts else None
+    )
+    _carts(state, now, f, sorted(purchase_times), config)
+
+
+def _carts(
+    state: UserState, now: int, f: Features, purchases: list[int], config: FeatureConfig
+) -> None:
+    """Carts whose conversion window has closed, and the share that never became an order."""
+    conv = config.cart_conversion_ms
+    start = now - 30 * DAY_MS
+    carts = abandoned = 0
+    for s in state.sessions.values():
+        if not s[S_ATC]:
+            continue
+        first_atc = s[S_FIRST_ATC]
+        deadline = s[S_LAST] + conv
+        if first_atc <= start or deadline > now:
+            continue
+        carts += 1
+        i = bisect_left(purchases, first_atc)
+        j = bisect_right(purchases, deadline)
+        if i >= j:
+            abandoned += 1
+    f["carts_30d"] = float(carts)
+    f["cart_abandonment_rate_30d"] = abandoned / carts if carts else None
+
+
+def _reviews(state: UserState, now: int, f: Features) -> None:
+    start = now - 365 * DAY_MS
+    ratings = [r for t, r in state.reviews if start < t <= now]
+    f["reviews_365d"] = float(len(ratings))
+    f["avg_rating_365d"] = sum(ratings) / len(ratings) if ratings else None
+    f["reviews_lifetime"] = float(state.reviews_lifetime)

@@ -1,0 +1,102 @@
+"""Topic layout: names, partition counts and configs, created idempotently.
+
+Input topics are co-partitioned (same partition count, keyed by ``user_id``) and use
+``LogAppendTime`` so the broker's append time can be measured end to end.
+``segments.current`` is compacted: one record per user, the latest wins.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from streams.config import Settings
+from streams.exceptions import ConfigError, KafkaIOError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    config: dict[str, str]
+
+
+def topic_specs(settings: Settings) -> list[TopicSpec]:
+    t, n = settings.topics, settings.partitions
+    inputs = {"message.timestamp.type": "LogAppendTime", "retention.ms": str(7 * 86_400_000)}
+    return [
+        TopicSpec(t.clicks, n, inputs),
+        TopicSpec(t.orders, n, inputs),
+        TopicSpec(t.reviews, n, inputs),
+        TopicSpec(t.dlq, n, {"retention.ms": str(30 * 86_400_000)}),
+        TopicSpec(t.changes, n, {"retention.ms": str(30 * 86_400_000)}),
+        TopicSpec(t.current, n, {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000",
+                                 "segment.ms": "3600000"}),
+    ]
+
+
+def create_topics(settings: Settings, admin: AdminClient, timeout: float = 30.0) -> dict[str, str]:
+    """Create missing topics; return ``{name: "created" | "exists"}``."""
+    specs = topic_specs(settings)
+    existing = admin.list_topics(timeout=timeout).topics
+    todo = [s for s in specs if s.name not in existing]
+    out = {s.name: "exists" for s in specs if s.name in existing}
+    if todo:
+        futures = admin.create_topics(
+            [NewTopic(s.name, num_partitions=s.partitions,
+                      replication_factor=settings.replication_factor, config=s.config)
+             for s in todo],
+            operation_timeout=timeout,
+        )
+        for name, fut in futures.items():
+            try:
+                fut.result()
+                out[name] = "created"
+            except KafkaException as exc:
+                if exc.args[0].name() == "TOPIC_ALREADY_EXISTS":
+                    out[name] = "exists"
+                else:
+                    raise KafkaIOError(f"cannot create topic {name}: {exc}") from None
+    return out
+
+
+def delete_topics(settings: Settings, admin: AdminClient, timeout: float = 30.0) -> None:
+    names = [s.name for s in topic_specs(settings)]
+    existing = admin.list_topics(timeout=timeout).topics
+    futures = admin.delete_topics([n for n in names if n in existing], operation_timeout=timeout)
+    for fut in futures.values():
+        fut.result()
+
+
+def check_inputs(settings: Settings, admin: AdminClient, timeout: float = 30.0) -> int:
+    """Verify the input topics exist and are co-partitioned; return their partition count."""
+    try:
+        md = admin.list_topics(timeout=timeout)
+    except KafkaException as exc:
+        raise KafkaIOError(
+            f"cannot reach Kafka at {settings.bootstrap_servers}: {exc.args[0].str()}"
+        ) from None
+    counts: dict[str, int] = {}
+    missing = []
+    for name in (*settings.topics.inputs, settings.topics.dlq, settings.topics.changes,
+                 settings.topics.current):
+        topic = md.topics.get(name)
+        if topic is None or topic.error is not None:
+            missing.append(name)
+        else:
+            counts[name] = len(topic.partitions)
+    if missing:
+        raise ConfigError(f"topics missing: {', '.join(missing)}; create them with "
+                          "`segstream topics create`")
+    inputs = {n: counts[n] for n in settings.topics.inputs}
+    if len(set(inputs.values())) != 1:
+        raise ConfigError(
+            f"input topics must have the same partition count (co-partitioned by user_id), "
+            f"got {inputs}; recreate or expand them to one count"
+        )
+    return next(iter(inputs.values()))

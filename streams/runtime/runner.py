@@ -1,0 +1,301 @@
+"""The worker's consume loop: poll, decode, process, produce, commit. All of it, here.
+
+Guarantee: at-least-once output with exactly-once *state*. Per batch:
+
+1. every output (segment changes, current records, dead letters) is produced and the
+   producer flushed; any failed delivery stops the worker before anything is committed;
+2. the touched users' states and the next input offsets are written to the partition's
+   RocksDB store in one atomic batch;
+3. the same offsets are committed to the consumer group.
+
+After a crash the worker resumes from the store's offsets (which are never behind the
+group's), so the state never counts an event twice; outputs of a batch that was produced
+but not stored are produced again (same deterministic ids), which downstream consumers
+de-duplicate by ``event_id``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import orjson
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+
+from streams.config import Settings
+from streams.contracts.decode import EventDecoder
+from streams.exceptions import DeliveryError, InvalidEvent, KafkaIOError
+from streams.kafka.clients import consumer_config, producer_config
+from streams.kafka.dlq import dlq_headers
+from streams.metrics import WorkerMetrics
+from streams.runtime.processor import Processor, Source, dumps
+from streams.runtime.store import PartitionStore
+
+log = logging.getLogger(__name__)
+
+
+class Worker:
+    """One worker process of the ``segstream`` consumer group.
+
+    Parameters
+    ----------
+    settings
+        The process settings.
+    processor, decoder, metrics
+        The pure processing core, the decode boundary and the metric families.
+    consumer_factory, producer_factory
+        Build the Kafka clients from a config dict (tests inject wrappers here).
+    clock
+        Wall clock in seconds; injected for tests of timestamp sanity checks.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        processor: Processor,
+        decoder: EventDecoder,
+        metrics: WorkerMetrics,
+        consumer_factory: Callable[[dict[str, Any]], Consumer] = Consumer,
+        producer_factory: Callable[[dict[str, Any]], Producer] = Producer,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.processor = processor
+        self.decoder = decoder
+        self.metrics = metrics
+        self.clock = clock
+        self.instance = f"{socket.gethostname()}:{os.getpid()}"
+        self.stores: dict[int, PartitionStore] = {}
+        self._stop = threading.Event()
+        self._delivery_errors: list[str] = []
+        self._acked: dict[str, int] = {}
+        self.consumer = consumer_factory(
+            consumer_config(settings, stats_cb=self._on_stats, error_cb=self._on_error)
+        )
+        self.producer = producer_factory(producer_config(settings, error_cb=self._on_error))
+        self._fatal: KafkaError | None = None
+        self.batches = 0
+        self.processed = 0
+
+    # ------------------------------------------------------------------ control
+    def stop(self, *_: object) -> None:
+        """Ask the loop to finish its current batch, commit and leave (signal-safe)."""
+        self._stop.set()
+
+    def install_signal_handlers(self) -> None:
+        def handler(signum: int, frame: FrameType | None) -> None:
+            log.info("signal received; finishing the current batch",
+                     extra={"ctx": {"signal": signal.Signals(signum).name}})
+            self.stop()
+
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+
+    def run(self, max_batches: int | None = None) -> None:
+        """Consume until :meth:`stop` (or ``max_batches``); always leave the group cleanly."""
+        t = self.settings.topics
+        self.consumer.subscribe(list(t.inputs), on_assign=self._on_assign,
+                                on_revoke=self._on_revoke, on_lost=self._on_lost)
+        log.info("worker started", extra={"ctx": {"instance": self.instance,
+                                                  "topics": list(t.inputs),
+                                                  "group": self.settings.group_id}})
+        try:
+            while not self._stop.is_set():
+                if self._fatal is not None:
+                    raise KafkaIOError(f"fatal Kafka error: {self._fatal.str()}")
+                msgs = self.consumer.consume(self.settings.batch_size,
+                                             self.settings.poll_timeout_s)
+                if msgs:
+                    self._process_batch(msgs)
+                    if max_batches is not None and self.batches >= max_batches:
+                        break
+        finally:
+            self._shutdown()
+
+    # -------------------------------------------------------------- the batch
+    def _process_batch(self, msgs: list[Message]) -> None:
+        s = self.settings
+        now_ms = int(self.clock() * 1000)
+        positions: dict[tuple[str, int], int] = {}
+        changes_ts: list[tuple[int, int]] = []
+        produce = self.producer.produce
+        on_delivery = self._on_delivery
+        for msg in msgs:
+            err = msg.error()
+            if err is not None:
+                self._consumer_error(err)
+                continue
+            topic, part, offset = msg.topic(), msg.partition(), msg.offset()
+            positions[(topic, part)] = offset + 1
+            store = self.stores[part]
+            key = msg.key()
+            try:
+                event = self.decoder.decode(topic, key, msg.value(), now_ms)
+                result = self.processor.process(store.get(event.user_id), event,
+                                                Source(topic, part, offset))
+            except InvalidEvent as exc:
+                self._dead_letter(msg, exc)
+                continue
+            self.metrics.events.labels(topic, event.type).inc()
+            store.put(event.user_id, result.state)
+            if result.changes:
+                for ch in result.changes:
+                    produce(s.topics.changes, key=key, value=dumps(ch), on_delivery=on_delivery)
+                    self.metrics.changes.labels(ch["segment"], ch["change"]).inc()
+                produce(s.topics.current, key=key, value=dumps(result.current),
+                        on_delivery=on_delivery)
+                changes_ts.append((event.ts_ms, msg.timestamp()[1]))
+        self._commit(positions, changes_ts)
+        self.batches += 1
+        self.processed += len(msgs)
+        self.metrics.batch_size.observe(len(msgs))
+
+    def _commit(self, positions: dict[tuple[str, int], int],
+                changes_ts: list[tuple[int, int]]) -> None:
+        started = time.perf_counter()
+        # 1. outputs: wait until the broker acknowledged every record of the batch
+        remaining = self.producer.flush(120)
+        if remaining or self._delivery_errors:
+            errors, self._delivery_errors = self._delivery_errors, []
+            raise DeliveryError(f"{remaining} outputs unacknowledged; errors: {errors[:5]}")
+        for topic, n in self._acked.items():
+            self.metrics.outputs.labels(topic).inc(n)
+        self._acked.clear()
+        now = time.time()
+        for event_ms, append_ms in changes_ts:
+            self.metrics.e2e_event_seconds.observe(max(0.0, now - event_ms / 1000))
+            if append_ms > 0:
+                self.metrics.e2e_append_seconds.observe(max(0.0, now - append_ms / 1000))
+        if not positions:
+            return
+        # 2. state: users and next offsets, one atomic write per partition store
+        by_part: dict[int, dict[str, int]] = {}
+        for (topic, part), nxt in positions.items():
+            by_part.setdefault(part, {})[topic] = nxt
+        for part, offsets in by_part.items():
+            self.stores[part].flush(offsets)
+        # 3. group: commit the same offsets (the store is authoritative if this fails)
+        try:
+            self.consumer.commit(
+                offsets=[TopicPartition(t, p, o) for (t, p), o in positions.items()],
+                asynchronous=False,
+            )
+        except KafkaException as exc:
+            self.metrics.commit_failures.inc()
+            log.warning("offset commit refused; the local store holds the position",
+                        extra={"ctx": {"error": exc.args[0].str()}})
+        self.metrics.commit_seconds.observe(time.perf_counter() - started)
+
+    def _dead_letter(self, msg: Message, exc: InvalidEvent) -> None:
+        self.metrics.dlq.labels(exc.reason).inc()
+        self.metrics.events.labels(msg.topic(), "invalid").inc()
+        log.warning("event dead-lettered", extra={"ctx": {
+            "reason": exc.reason, "detail": exc.detail[:300], "topic": msg.topic(),
+            "partition": msg.partition(), "offset": msg.offset()}})
+        self.producer.produce(self.settings.topics.dlq, key=msg.key(), value=msg.value(),
+                              headers=dlq_headers(msg, exc, self.instance),
+                              on_delivery=self._on_delivery)
+
+    # -------------------------------------------------------------- callbacks
+    def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
+        if err is not None:
+            self._delivery_errors.append(f"{msg.topic()}: {err.str()}")
+        else:
+            t = msg.topic()
+            self._acked[t] = self._acked.get(t, 0) + 1
+
+    def _on_error(self, err: KafkaError) -> None:
+        if err.fatal():
+            self._fatal = err
+            log.error("fatal Kafka error", extra={"ctx": {"error": err.str()}})
+        else:
+            log.warning("Kafka client error", extra={"ctx": {"error": err.str()}})
+
+    def _consumer_error(self, err: KafkaError) -> None:
+        if err.fatal():
+            raise KafkaIOError(f"fatal consumer error: {err.str()}")
+        self.metrics.consumer_errors.labels(err.name()).inc()
+        log.warning("consumer error", extra={"ctx": {"error": err.str()}})
+
+    def _on_stats(self, raw: str) -> None:
+        stats = orjson.loads(raw)
+        for tname, topic in stats.get("topics", {}).items():
+            for pid, p in topic.get("partitions", {}).items():
+                lag = p.get("consumer_lag", -1)
+                if pid != "-1" and lag >= 0:
+                    self.metrics.lag.labels(tname, pid).set(lag)
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Open the stores of newly assigned partition numbers; resume from their offsets."""
+        for tp in partitions:
+            if tp.partition not in self.stores:
+                self.stores[tp.partition] = PartitionStore(
+                    self._store_path(tp.partition),
+                    cache_size=max(100, self.settings.cache_users // 4))
+        committed = {(tp.topic, tp.partition): tp.offset
+                     for tp in consumer.committed(partitions, timeout=30)}
+        for tp in partitions:
+            stored = self.stores[tp.partition].offsets().get(tp.topic)
+            group = committed.get((tp.topic, tp.partition), -1001)
+            if stored is not None:
+                if group >= 0 and stored < group:
+                    log.warning("local store is behind the group; replaying to rebuild state",
+                                extra={"ctx": {"topic": tp.topic, "partition": tp.partition,
+                                               "store_offset": stored, "group_offset": group}})
+                tp.offset = stored
+            elif group >= 0:
+                log.warning("no local state for a partition with committed offsets; "
+                            "continuing with empty state",
+                            extra={"ctx": {"topic": tp.topic, "partition": tp.partition,
+                                           "group_offset": group}})
+        consumer.assign(partitions)
+        self.metrics.assigned.set(len(partitions))
+        self._update_store_gauge()
+        log.info("partitions assigned", extra={"ctx": {
+            "partitions": sorted({tp.partition for tp in partitions}),
+            "offsets": {f"{tp.topic}[{tp.partition}]": tp.offset for tp in partitions}}})
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # Each batch is committed before the next poll, so nothing is pending here.
+        self._close_stores({tp.partition for tp in partitions})
+        self.metrics.assigned.set(0)
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        log.warning("partitions lost", extra={"ctx": {"partitions": [tp.partition
+                                                                       for tp in partitions]}})
+        self._close_stores({tp.partition for tp in partitions})
+
+    # ---------------------------------------------------------------- helpers
+    def _store_path(self, partition: int) -> Path:
+        return self.settings.state_dir / self.settings.group_id / f"p{partition}"
+
+    def _close_stores(self, parts: set[int]) -> None:
+        for p in parts:
+            store = self.stores.pop(p, None)
+            if store is not None:
+                store.close()
+
+    def _update_store_gauge(self) -> None:
+        self.metrics.store_users.set(sum(s.users() for s in self.stores.values()))
+
+    def _shutdown(self) -> None:
+        # 1. outputs still queued are delivered (or reported) before leaving
+        remaining = self.producer.flush(30)
+        if remaining:
+            log.error("outputs not acknowledged at shutdown; they were not committed",
+                      extra={"ctx": {"remaining": remaining}})
+        # 2. the stores close (each batch was stored at its commit)
+        self._close_stores(set(self.stores))
+        # 3. the consumer leaves the group so its partitions move at once
+        self.consumer.close()
+        log.info("worker stopped", extra={"ctx": {"batches": self.batches,
+                                                  "messages": self.processed}})
