@@ -1,0 +1,73 @@
+"""The processor: changes only on change, deterministic ids, late events refused."""
+
+from __future__ import annotations
+
+import pytest
+
+from models.segments.policy import SegmentPolicy
+from streams.contracts.events import OrderEvent
+from streams.exceptions import InvalidEvent
+from streams.features.state import DAY_MS, HOUR_MS
+from streams.features.vector import FEATURE_NAMES
+from streams.runtime.processor import Processor, Source
+
+T0 = 1_750_000_000_000
+
+
+def order(ts, oid, total):
+    return OrderEvent(event_id=f"e-{oid}", user_id="u1", ts=ts, schema_version=1,
+                      order_id=oid, status="placed", total=total, currency="EUR")
+
+
+@pytest.fixture
+def processor():
+    return Processor(SegmentPolicy.load(None, FEATURE_NAMES), lateness_ms=HOUR_MS)
+
+
+def run(processor, events):
+    state, out = None, []
+    for i, ev in enumerate(events):
+        r = processor.process(state, ev, Source("shop.orders", 0, i))
+        state = r.state
+        out.append(r)
+    return state, out
+
+
+def test_first_order_makes_a_new_customer_and_then_nothing_changes(processor):
+    state, results = run(processor, [order(T0, "a", 10), order(T0 + DAY_MS, "b", 10)])
+    [ch] = results[0].changes
+    assert (ch["segment"], ch["change"]) == ("new_customer", "entered")
+    assert ch["policy_version"] == processor.policy.version and ch["model_version"] is None
+    assert ch["source"] == {"topic": "shop.orders", "partition": 0, "offset": 0,
+                            "event_id": "e-a", "event_ts_ms": T0}
+    assert results[0].current["segments"] == {"new_customer": {"since": ch["at"]}}
+    assert results[1].changes == [] and results[1].current is None
+
+
+def test_vip_entry_carries_reasons(processor):
+    _, results = run(processor, [order(T0 + i * DAY_MS, f"o{i}", 400) for i in range(3)])
+    vip = [c for c in results[2].changes if c["segment"] == "vip"]
+    assert vip and vip[0]["reasons"][0] == {"feature": "spend_365d", "op": ">=",
+                                            "value": 1200.0, "threshold": 1000.0}
+    assert "vip" in results[2].current["segments"]
+
+
+def test_ids_are_deterministic(processor):
+    _, a = run(processor, [order(T0, "a", 10)])
+    _, b = run(processor, [order(T0, "a", 10)])
+    assert a[0].changes[0]["event_id"] == b[0].changes[0]["event_id"]
+
+
+def test_late_event_is_refused_and_changes_nothing(processor):
+    state, _ = run(processor, [order(T0, "a", 10), order(T0 + 10 * HOUR_MS, "b", 10)])
+    before = (state.events, dict(state.orders))
+    with pytest.raises(InvalidEvent) as info:
+        processor.process(state, order(T0 + 8 * HOUR_MS, "c", 10), Source("t", 0, 9))
+    assert info.value.reason == "late"
+    assert (state.events, dict(state.orders)) == before
+
+
+def test_dormant_after_sixty_days_without_order(processor):
+    _, results = run(processor, [order(T0, "a", 10), order(T0 + 61 * DAY_MS, "b", 10)])
+    kinds = {(c["segment"], c["change"]) for c in results[1].changes}
+    assert ("new_customer", "exited") in kinds
