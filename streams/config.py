@@ -76,6 +76,10 @@ class Settings:
 
     bootstrap_servers: str = "127.0.0.1:9092"
     group_id: str = "segstream"
+    # Static membership (e.g. the StatefulSet pod name): a restarted worker gets its
+    # partitions back at once instead of after a rebalance.
+    group_instance_id: str = ""
+    session_timeout_ms: int = 30_000
     client_id: str = "segstream"
     topics: Topics = field(default_factory=Topics)
     partitions: int = 6
@@ -166,6 +170,9 @@ class Settings:
             p.append("SEGSTREAM_PARTITIONS must be >= 1")
         if self.replication_factor < 1:
             p.append("SEGSTREAM_REPLICATION_FACTOR must be >= 1")
+        if not 6_000 <= self.session_timeout_ms <= 300_000:
+            p.append("SEGSTREAM_SESSION_TIMEOUT_MS must be between 6000 and 300000 (the "
+                     "broker's group.min/max.session.timeout.ms defaults)")
         if not 1 <= self.batch_size <= 100_000:
             p.append("SEGSTREAM_BATCH_SIZE must be between 1 and 100000")
         if self.poll_timeout_s <= 0:

@@ -29,11 +29,13 @@ def consumer_config(settings: Settings, **extra: Any) -> dict[str, Any]:
         # which the per-partition-number state store relies on (co-partitioning).
         "partition.assignment.strategy": "range",
         "isolation.level": "read_committed",
-        "session.timeout.ms": 30_000,
+        "session.timeout.ms": settings.session_timeout_ms,
         "max.poll.interval.ms": 300_000,
         "statistics.interval.ms": 5_000,
         "fetch.wait.max.ms": 100,
     })
+    if settings.group_instance_id:
+        conf["group.instance.id"] = settings.group_instance_id
     conf.update(extra)
     return conf
 

@@ -86,7 +86,7 @@ def replay(
     with (out_dir / "snapshot.jsonl").open("wb") as snap:
         for user_id in sorted(states):
             st = states[user_id]
-            sizes.update(st.segments)
+            sizes.update(st.segments.keys())
             snap.write(orjson.dumps({
                 "user_id": user_id, "as_of": iso(st.last_ts),
                 "segments": sorted(st.segments),

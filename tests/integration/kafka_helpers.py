@@ -44,6 +44,8 @@ def env_of(settings: Settings) -> dict[str, str]:
         "SEGSTREAM_PARTITIONS": str(settings.partitions),
         "SEGSTREAM_POLL_TIMEOUT_S": str(settings.poll_timeout_s),
         "SEGSTREAM_BATCH_SIZE": str(settings.batch_size),
+        "SEGSTREAM_SESSION_TIMEOUT_MS": str(settings.session_timeout_ms),
+        "SEGSTREAM_GROUP_INSTANCE_ID": settings.group_instance_id,
         **{f"SEGSTREAM_TOPIC_{r.upper()}": getattr(t, r)
            for r in ("clicks", "orders", "reviews", "dlq", "changes", "current")},
     }

@@ -39,8 +39,9 @@ def _start_worker(settings, log: Path) -> subprocess.Popen:
 def test_kill_and_restart_gives_the_same_result_as_an_uninterrupted_run(
         kafka_bootstrap, test_id, tmp_path):
     s = isolated_settings(kafka_bootstrap, test_id, tmp_path / "state",
-                          SEGSTREAM_BATCH_SIZE="20")
-    sim = generate(300, 15_000, seed=3, end_ms=int(time.time() * 1000) - 60_000, days=90)
+                          SEGSTREAM_BATCH_SIZE="20",
+                          SEGSTREAM_SESSION_TIMEOUT_MS="6000")
+    sim = generate(200, 15_000, seed=3, end_ms=int(time.time() * 1000) - 60_000, days=90)
     events = list(sim.events())
     jsonl = tmp_path / "events.jsonl"
     jsonl.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in events))
