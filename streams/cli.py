@@ -16,8 +16,8 @@ from typing import Any
 import click
 import orjson
 
-from streams.config import Settings
 from models.exceptions import ModelsError
+from streams.config import Settings
 from streams.exceptions import ConfigError, KafkaIOError, SegstreamError
 
 STARTUP_ERRORS = (SegstreamError, ModelsError)
@@ -205,8 +205,11 @@ def _produce_events(s: Settings, events: Any, rate: float) -> tuple[int, float]:
               show_default=True)
 @click.option("--sorted", "assume_sorted", is_flag=True,
               help="The file is already in event-time order: stream it instead of sorting.")
+@click.option("--finalize/--no-finalize", default=True, show_default=True,
+              help="Re-evaluate every user as of the file's last event time at the end.")
 @click.pass_context
-def replay(ctx: click.Context, file: Path, out_dir: Path, assume_sorted: bool) -> None:
+def replay(ctx: click.Context, file: Path, out_dir: Path, assume_sorted: bool,
+           finalize: bool) -> None:
     """Run the worker's processing over a JSONL FILE in-process, without Kafka."""
     from streams.contracts.decode import EventDecoder
     from streams.runtime.app import build_processor
@@ -214,7 +217,8 @@ def replay(ctx: click.Context, file: Path, out_dir: Path, assume_sorted: bool) -
 
     s = _settings(ctx)
     report = run_replay(file, out_dir, processor=build_processor(s),
-                        decoder=EventDecoder.from_settings(s), assume_sorted=assume_sorted)
+                        decoder=EventDecoder.from_settings(s), assume_sorted=assume_sorted,
+                        finalize=finalize)
     click.echo(orjson.dumps(report.as_dict(), option=orjson.OPT_INDENT_2).decode())
     click.echo(f"changes: {out_dir / 'changes.jsonl'}  snapshot: {out_dir / 'snapshot.jsonl'}"
                f"  dead letters: {out_dir / 'dlq.jsonl'}")

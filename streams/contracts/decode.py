@@ -15,16 +15,16 @@ Examples
 --------
 >>> d = EventDecoder(max_bytes=1024, min_ts_ms=0, max_future_skew_ms=60_000,
 ...                  topic_types={"shop.clicks": "click"})
->>> d.decode("shop.clicks", b"u1", b'{"oops"', now_ms=0)
+>>> d.decode("shop.clicks", b"u1", b'[1, 2]', now_ms=0)
 Traceback (most recent call last):
 ...
-streams.exceptions.InvalidEvent: malformed_json: unexpected character: line 1 column 8 (char 7)
+streams.exceptions.InvalidEvent: not_an_object: top-level JSON is list
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import msgspec
 import orjson
@@ -70,7 +70,7 @@ class EventDecoder:
     @classmethod
     def from_settings(cls, settings: Settings) -> EventDecoder:
         t = settings.topics
-        min_ts = datetime(settings.min_event_year, 1, 1, tzinfo=timezone.utc)
+        min_ts = datetime(settings.min_event_year, 1, 1, tzinfo=UTC)
         return cls(
             max_bytes=settings.max_event_bytes,
             min_ts_ms=int(min_ts.timestamp() * 1000),

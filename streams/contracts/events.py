@@ -19,7 +19,7 @@ Examples
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 import msgspec
@@ -56,7 +56,7 @@ def parse_ts(value: int | str) -> int:
             raise ValueError(f"ts {value!r} is neither RFC 3339 nor epoch milliseconds") from None
         if dt.tzinfo is None:
             raise ValueError(f"ts {value!r} has no timezone offset (RFC 3339 requires one)")
-        ms = int(dt.astimezone(timezone.utc).timestamp() * 1000)
+        ms = int(dt.astimezone(UTC).timestamp() * 1000)
     if not _TS_MIN_MS <= ms <= _TS_MAX_MS:
         raise ValueError(f"ts {value!r} is outside 1970..2200 (epoch ms expected)")
     return ms

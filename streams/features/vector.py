@@ -40,6 +40,7 @@ Features = dict[str, float | None]
 CLICK_WINDOWS = {"1h": HOUR_MS, "24h": 24 * HOUR_MS, "7d": 7 * DAY_MS, "30d": 30 * DAY_MS}
 ORDER_WINDOWS = {"30d": 30 * DAY_MS, "90d": 90 * DAY_MS, "365d": 365 * DAY_MS}
 PAYMENT_METHODS = ("card", "paypal", "wallet", "cod", "bank_transfer", "gift_card")
+_PAY_KEYS = tuple((m, f"pay_share_{m}") for m in (*PAYMENT_METHODS, "other"))
 
 FEATURE_NAMES: tuple[str, ...] = (
     *(f"clicks_{w}" for w in CLICK_WINDOWS),
@@ -71,7 +72,22 @@ def vector(
     return f
 
 
+_NO_CLICKS: Features = {
+    **{f"clicks_{w}": 0.0 for w in CLICK_WINDOWS},
+    **{f"sessions_{w}": 0.0 for w in CLICK_WINDOWS},
+    "views_30d": 0.0, "add_to_cart_30d": 0.0, "add_to_cart_rate_30d": None,
+    "avg_session_clicks_30d": None,
+}
+
+
 def _clicks(state: UserState, now: int, f: Features) -> None:
+    if not state.click_hour and not state.sessions:
+        # Order-only users (a shop's back-office feed, the Online Retail file) skip the scan.
+        f.update(_NO_CLICKS)
+        cat_start = now - 30 * DAY_MS
+        f["distinct_categories_30d"] = float(
+            sum(1 for t in state.categories.values() if cat_start < t <= now))
+        return
     lo_min = (now - HOUR_MS) // MINUTE_MS
     hi_min = now // MINUTE_MS
     f["clicks_1h"] = float(sum(c for m, c in state.click_min.items() if lo_min < m <= hi_min))
@@ -119,9 +135,11 @@ def _clicks(state: UserState, now: int, f: Features) -> None:
 
 
 def _orders(state: UserState, now: int, f: Features, config: FeatureConfig) -> None:
-    starts = {w: now - ms for w, ms in ORDER_WINDOWS.items()}
-    n = dict.fromkeys(ORDER_WINDOWS, 0)
-    spend = dict.fromkeys(ORDER_WINDOWS, 0.0)
+    # One pass with local accumulators: heavy buyers hold hundreds of orders and this
+    # runs for every event, so the loop avoids per-order dict lookups.
+    s30, s90, s365 = now - 30 * DAY_MS, now - 90 * DAY_MS, now - 365 * DAY_MS
+    n30 = n90 = n365 = 0
+    sp30 = sp90 = sp365 = 0.0
     cancelled = refunded = coupons = 0
     discount_share = 0.0
     pay: dict[str, int] = {}
@@ -137,43 +155,50 @@ def _orders(state: UserState, now: int, f: Features, config: FeatureConfig) -> N
             purchase_times.append(t)
             if t > last_order:
                 last_order = t
-        if t <= starts["365d"]:
+        if t <= s365:
             continue
+        total = o[O_TOTAL]
         # Net spend: purchases add their total, refunds take theirs back.
-        amount = (o[O_TOTAL] if is_purchase else 0.0) - (o[O_TOTAL] if flags & F_REFUNDED else 0.0)
-        for w, start in starts.items():
-            if t > start:
-                spend[w] += amount
-                if is_purchase:
-                    n[w] += 1
+        amount = (total if is_purchase else 0.0) - (total if flags & F_REFUNDED else 0.0)
+        sp365 += amount
+        if t > s90:
+            sp90 += amount
+            if t > s30:
+                sp30 += amount
         if flags & F_CANCELLED:
             cancelled += 1
         if flags & F_REFUNDED:
             refunded += 1
         if is_purchase:
+            n365 += 1
+            if t > s90:
+                n90 += 1
+                if t > s30:
+                    n30 += 1
             coupons += o[O_COUPON]
-            gross = o[O_TOTAL] + o[O_DISCOUNT]
-            discount_share += o[O_DISCOUNT] / gross if gross > 0 else 0.0
+            disc = o[O_DISCOUNT]
+            if disc:
+                discount_share += disc / (total + disc)
             method = o[O_PAYMENT] if o[O_PAYMENT] in PAYMENT_METHODS else "other"
             pay[method] = pay.get(method, 0) + 1
-    for w in ORDER_WINDOWS:
-        f[f"orders_{w}"] = float(n[w])
-        f[f"spend_{w}"] = round(spend[w], 2)
-    n365 = n["365d"]
+    f["orders_30d"], f["orders_90d"], f["orders_365d"] = float(n30), float(n90), float(n365)
+    f["spend_30d"], f["spend_90d"] = round(sp30, 2), round(sp90, 2)
+    f["spend_365d"] = round(sp365, 2)
     attempts = n365 + cancelled
-    f["aov_365d"] = round(spend["365d"] / n365, 2) if n365 else None
+    f["aov_365d"] = round(sp365 / n365, 2) if n365 else None
     f["cancel_rate_365d"] = cancelled / attempts if attempts else None
     f["refund_rate_365d"] = min(1.0, refunded / n365) if n365 else None
     f["coupon_share_365d"] = coupons / n365 if n365 else None
     f["avg_discount_365d"] = discount_share / n365 if n365 else None
-    for m in (*PAYMENT_METHODS, "other"):
-        f[f"pay_share_{m}"] = pay.get(m, 0) / n365 if n365 else None
+    for m in _PAY_KEYS:
+        f[m[1]] = pay.get(m[0], 0) / n365 if n365 else None
     f["orders_lifetime"] = float(state.orders_lifetime)
     f["recency_days"] = (now - last_order) / DAY_MS if last_order else None
     f["first_order_days"] = (
         (now - state.first_order_ts) / DAY_MS if state.first_order_ts else None
     )
-    _carts(state, now, f, sorted(purchase_times), config)
+    purchase_times.sort()
+    _carts(state, now, f, purchase_times, config)
 
 
 def _carts(

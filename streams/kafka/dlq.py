@@ -15,7 +15,7 @@ MAX_DETAIL = 1_000
 
 
 def dlq_headers(msg: Message, error: InvalidEvent, worker: str) -> list[tuple[str, bytes]]:
-    ts_type, ts = msg.timestamp()
+    _ts_type, ts = msg.timestamp()
     return [
         ("dlq.reason", error.reason.encode()),
         ("dlq.detail", error.detail[:MAX_DETAIL].encode("utf-8", "replace")),

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
-from models.segments.policy import SegmentChange, SegmentPolicy
+from models.segments.policy import SegmentPolicy
 from streams.contracts.events import Event
 from streams.exceptions import InvalidEvent
 from streams.features.state import UserState
@@ -42,13 +42,13 @@ class Result:
 
 
 def iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).isoformat().replace("+00:00", "Z")
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat().replace("+00:00", "Z")
 
 
-def change_id(source: Source, segment: str, change: str) -> str:
+def change_id(source: Source, user_id: str, segment: str, change: str) -> str:
     """Deterministic id: the same input always yields the same output id."""
-    raw = f"{source.topic}|{source.partition}|{source.offset}|{segment}|{change}".encode()
-    return hashlib.blake2b(raw, digest_size=16).hexdigest()
+    raw = f"{source.topic}|{source.partition}|{source.offset}|{user_id}|{segment}|{change}"
+    return hashlib.blake2b(raw.encode(), digest_size=16).hexdigest()
 
 
 class Processor:
@@ -85,47 +85,50 @@ class Processor:
                 f"user's latest event {iso(state.last_ts)}",
             )
         state = update(state, event, self.feature_config)
-        as_of = state.last_ts
+        origin = {"topic": source.topic, "partition": source.partition,
+                  "offset": source.offset, "event_id": event.event_id, "event_ts_ms": ts}
+        return self._evaluate(event.user_id, state, state.last_ts, source, origin)
+
+    def tick(self, user_id: str, state: UserState, as_of: int, source: Source) -> Result:
+        """Re-evaluate a user at ``as_of`` without a new event (time passing).
+
+        Used at the end of a replay ("as of the end of the file") so that time-based
+        conditions such as dormancy hold for users whose last event lies far back.
+        """
+        origin = {"topic": source.topic, "partition": source.partition,
+                  "offset": source.offset, "event_id": None, "event_ts_ms": None,
+                  "punctuation": True}
+        return self._evaluate(user_id, state, max(as_of, state.last_ts), source, origin)
+
+    def _evaluate(self, user_id: str, state: UserState, as_of: int, source: Source,
+                  origin: dict[str, Any]) -> Result:
         features = vector(state, as_of, self.feature_config)
         found = self.policy.evaluate(state.segments, state.exited, features, as_of)
         result = Result(state)
         if not found:
             return result
+        members = sorted(state.segments)
         for ch in found:
-            result.changes.append(self._change_record(event, ch, features, as_of, source,
-                                                      state))
-        result.current = current_record(event.user_id, state, as_of, self.policy.version)
+            rec: dict[str, Any] = {
+                "event_id": change_id(source, user_id, ch.segment, ch.change),
+                "schema_version": 1,
+                "user_id": user_id,
+                "segment": ch.segment,
+                "change": ch.change,
+                "at": iso(as_of),
+                "at_ms": as_of,
+                "reasons": [r.as_dict() for r in ch.reasons],
+                "segments": members,
+                "scores": {},
+                "policy_version": self.policy.version,
+                "model_version": self.model_version,
+                "source": origin,
+            }
+            if ch.since is not None:
+                rec["member_since"] = iso(ch.since)
+            result.changes.append(rec)
+        result.current = current_record(user_id, state, as_of, self.policy.version)
         return result
-
-    def _change_record(
-        self,
-        event: Event,
-        ch: SegmentChange,
-        features: dict[str, float | None],
-        as_of: int,
-        source: Source,
-        state: UserState,
-    ) -> dict[str, Any]:
-        rec: dict[str, Any] = {
-            "event_id": change_id(source, ch.segment, ch.change),
-            "schema_version": 1,
-            "user_id": event.user_id,
-            "segment": ch.segment,
-            "change": ch.change,
-            "at": iso(as_of),
-            "at_ms": as_of,
-            "reasons": [r.as_dict() for r in ch.reasons],
-            "segments": sorted(state.segments),
-            "scores": {},
-            "policy_version": self.policy.version,
-            "model_version": self.model_version,
-            "source": {"topic": source.topic, "partition": source.partition,
-                       "offset": source.offset, "event_id": event.event_id,
-                       "event_ts_ms": event.ts_ms},
-        }
-        if ch.since is not None:
-            rec["member_since"] = iso(ch.since)
-        return rec
 
 
 def current_record(user_id: str, state: UserState, as_of: int, policy_version: str

@@ -56,9 +56,15 @@ def replay(
     processor: Processor,
     decoder: EventDecoder,
     assume_sorted: bool = False,
+    finalize: bool = True,
 ) -> ReplayReport:
     """Process ``path`` and write ``changes.jsonl``, ``snapshot.jsonl``, ``dlq.jsonl`` and
-    ``summary.json`` to ``out_dir``."""
+    ``summary.json`` to ``out_dir``.
+
+    With ``finalize`` every user is re-evaluated as of the last event time in the file,
+    so the snapshot says who is dormant or no longer new *at the end of the data*, not
+    at each user's own last event.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     report = ReplayReport()
     started = time.perf_counter()
@@ -82,15 +88,22 @@ def replay(
             for ch in result.changes:
                 changes.write(orjson.dumps(ch) + b"\n")
                 report.changes += 1
+        end = max((st.last_ts for st in states.values()), default=0)
+        if finalize:
+            tick = Source(name, 0, report.lines + 1)
+            for user_id in sorted(states):
+                for ch in processor.tick(user_id, states[user_id], end, tick).changes:
+                    changes.write(orjson.dumps(ch) + b"\n")
+                    report.changes += 1
     sizes: Counter[str] = Counter()
     with (out_dir / "snapshot.jsonl").open("wb") as snap:
         for user_id in sorted(states):
             st = states[user_id]
             sizes.update(st.segments.keys())
             snap.write(orjson.dumps({
-                "user_id": user_id, "as_of": iso(st.last_ts),
+                "user_id": user_id, "as_of": iso(end if finalize else st.last_ts),
                 "segments": sorted(st.segments),
-                "features": vector(st, None, processor.feature_config),
+                "features": vector(st, end if finalize else None, processor.feature_config),
             }) + b"\n")
     report.users = len(states)
     report.segment_sizes = dict(sorted(sizes.items()))

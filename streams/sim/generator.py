@@ -326,9 +326,12 @@ def _catalog(rng: random.Random) -> dict[str, list[Product]]:
 
 def _band_pool(catalog: Mapping[str, list[Product]], band: tuple[float, float]
                ) -> dict[str, list[Product]]:
+    """Each category's products inside a persona's price band; a band that no category
+    fills well enough (a custom persona) falls back to the whole catalogue."""
     pool = {cat: [p for p in items if band[0] <= p[2] <= band[1]]
             for cat, items in catalog.items()}
-    return {cat: items for cat, items in pool.items() if len(items) >= MIN_BAND_PRODUCTS}
+    kept = {cat: items for cat, items in pool.items() if len(items) >= MIN_BAND_PRODUCTS}
+    return kept or dict(catalog)
 
 
 # ------------------------------------------------------------------------------ time

@@ -71,7 +71,8 @@ def test_nested_any_inside_all():
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        ({"enter": ["spend_356d >= 1"], "exit": ["spend_365d < 1"]}, "unknown feature 'spend_356d'"),
+        ({"enter": ["spend_356d >= 1"], "exit": ["spend_365d < 1"]},
+         "unknown feature 'spend_356d'"),
         ({"enter": ["spend_365d => 1"], "exit": ["spend_365d < 1"]}, "is not 'feature OP number'"),
         ({"enter": ["spend_365d >= 1"]}, "exit: missing"),
         ({"enter": ["spend_365d >= 1"], "exit": ["spend_365d < 1"], "min_dwell": "soon"},

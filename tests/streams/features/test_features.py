@@ -8,7 +8,7 @@ import pytest
 
 from streams.contracts.events import ClickEvent, OrderEvent, ReviewEvent
 from streams.features.state import DAY_MS, HOUR_MS, MINUTE_MS, decode_state, encode_state
-from streams.features.update import FeatureConfig, update
+from streams.features.update import DEFAULT_CONFIG, FeatureConfig, update
 from streams.features.vector import FEATURE_NAMES, vector
 
 T0 = 1_750_000_000_000 // HOUR_MS * HOUR_MS  # an hour boundary
@@ -29,7 +29,7 @@ def review(ts, rating):
     return ReviewEvent(event_id=f"r{ts}", user_id="u", ts=ts, schema_version=1, rating=rating)
 
 
-def fold(events, config=FeatureConfig()):
+def fold(events, config=DEFAULT_CONFIG):
     state = None
     for ev in events:
         state = update(state, ev, config)

@@ -34,7 +34,7 @@ def run(processor, events):
 
 
 def test_first_order_makes_a_new_customer_and_then_nothing_changes(processor):
-    state, results = run(processor, [order(T0, "a", 10), order(T0 + DAY_MS, "b", 10)])
+    _state, results = run(processor, [order(T0, "a", 10), order(T0 + DAY_MS, "b", 10)])
     [ch] = results[0].changes
     assert (ch["segment"], ch["change"]) == ("new_customer", "entered")
     assert ch["policy_version"] == processor.policy.version and ch["model_version"] is None
