@@ -14,6 +14,7 @@ Usage: KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:9092 python bench/throughput.py [--even
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import tempfile
 import threading
@@ -25,6 +26,7 @@ import orjson
 from confluent_kafka import Consumer, Producer
 from prometheus_client import CollectorRegistry
 
+from streams import logs
 from streams.config import Settings
 from streams.kafka.clients import admin
 from streams.kafka.topics import create_topics
@@ -45,7 +47,8 @@ def main() -> None:
            for r in ("clicks", "orders", "reviews", "dlq", "changes", "current")}
     env.update({"SEGSTREAM_GROUP_ID": f"{run}-worker", "SEGSTREAM_STATE_DIR": str(state),
                 "SEGSTREAM_PARTITIONS": str(args.partitions), "SEGSTREAM_LOG_LEVEL": "WARNING"})
-    settings = Settings.from_env({**__import__("os").environ, **env})
+    settings = Settings.from_env({**os.environ, **env})
+    logs.configure(settings.log_level, settings.log_json)
     create_topics(settings, admin(settings))
 
     # 1. produce

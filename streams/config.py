@@ -86,6 +86,9 @@ class Settings:
     replication_factor: int = 1
     state_dir: Path = Path(".local/state")
     batch_size: int = 500
+    # Event-time alignment of the input topics (see streams/runtime/align.py).
+    align_max_idle_ms: int = 1_000
+    align_max_buffer: int = 20_000
     poll_timeout_s: float = 0.5
     max_event_bytes: int = 64 * 1024
     allowed_lateness_s: int = 3600
@@ -175,6 +178,10 @@ class Settings:
                      "broker's group.min/max.session.timeout.ms defaults)")
         if not 1 <= self.batch_size <= 100_000:
             p.append("SEGSTREAM_BATCH_SIZE must be between 1 and 100000")
+        if self.align_max_idle_ms < 0:
+            p.append("SEGSTREAM_ALIGN_MAX_IDLE_MS must be >= 0")
+        if self.align_max_buffer < self.batch_size:
+            p.append("SEGSTREAM_ALIGN_MAX_BUFFER must be >= SEGSTREAM_BATCH_SIZE")
         if self.poll_timeout_s <= 0:
             p.append("SEGSTREAM_POLL_TIMEOUT_S must be > 0")
         if self.max_event_bytes < 256:

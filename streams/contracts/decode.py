@@ -36,7 +36,8 @@ from streams.exceptions import InvalidEvent
 DLQ_REASONS = (
     "oversized", "empty", "malformed_json", "not_an_object", "unknown_type",
     "unsupported_schema_version", "missing_field", "wrong_type", "out_of_range",
-    "invalid_enum", "invalid_format", "bad_timestamp", "future_timestamp", "missing_key", "key_mismatch", "late",
+    "invalid_enum", "invalid_format", "bad_timestamp", "future_timestamp", "missing_key",
+    "key_mismatch", "late",
 )
 
 

@@ -27,6 +27,9 @@ from streams.features.vector import vector
 from streams.runtime.processor import Processor, Source, iso
 
 
+_TYPE_RANK = {"click": 0, "order": 1, "review": 2}
+
+
 @dataclass
 class ReplayReport:
     lines: int = 0
@@ -75,7 +78,9 @@ def replay(
          (out_dir / "changes.jsonl").open("wb") as changes:
         events = _decoded(path, decoder, now_ms, dlq, report)
         if not assume_sorted:
-            events = iter(sorted(events, key=lambda item: (item[1].ts_ms, item[0])))
+            # Same tie-break as the worker's topic alignment: click, order, review.
+            events = iter(sorted(events, key=lambda item: (item[1].ts_ms,
+                                                           _TYPE_RANK[item[1].type], item[0])))
         for lineno, event in events:
             try:
                 result = processor.process(states.get(event.user_id), event,

@@ -36,6 +36,7 @@ from streams.exceptions import DeliveryError, InvalidEvent, KafkaIOError
 from streams.kafka.clients import consumer_config, producer_config
 from streams.kafka.dlq import dlq_headers
 from streams.metrics import WorkerMetrics
+from streams.runtime.align import NO_TS, Aligner
 from streams.runtime.processor import Processor, Source, dumps
 from streams.runtime.store import PartitionStore
 
@@ -83,6 +84,10 @@ class Worker:
         )
         self.producer = producer_factory(producer_config(settings, error_cb=self._on_error))
         self._fatal: KafkaError | None = None
+        self.aligner = Aligner(settings.topics.inputs, settings.align_max_idle_ms)
+        self._consumed: dict[tuple[str, int], int] = {}
+        self._start: dict[tuple[str, int], int] = {}
+        self._paused: set[tuple[str, int]] = set()
         self.batches = 0
         self.processed = 0
 
@@ -114,7 +119,7 @@ class Worker:
                     raise KafkaIOError(f"fatal Kafka error: {self._fatal.str()}")
                 msgs = self.consumer.consume(self.settings.batch_size,
                                              self.settings.poll_timeout_s)
-                if msgs:
+                if msgs or self.aligner.buffered():
                     self._process_batch(msgs)
                     if max_batches is not None and self.batches >= max_batches:
                         break
@@ -125,21 +130,35 @@ class Worker:
     def _process_batch(self, msgs: list[Message]) -> None:
         s = self.settings
         now_ms = int(self.clock() * 1000)
-        positions: dict[tuple[str, int], int] = {}
-        changes_ts: list[tuple[int, int]] = []
-        produce = self.producer.produce
-        on_delivery = self._on_delivery
+        # 1. decode everything consumed and buffer it per topic-partition
         for msg in msgs:
             err = msg.error()
             if err is not None:
                 self._consumer_error(err)
                 continue
             topic, part, offset = msg.topic(), msg.partition(), msg.offset()
-            positions[(topic, part)] = offset + 1
-            store = self.stores[part]
-            key = msg.key()
+            self._consumed[(topic, part)] = offset + 1
             try:
-                event = self.decoder.decode(topic, key, msg.value(), now_ms)
+                event = self.decoder.decode(topic, msg.key(), msg.value(), now_ms)
+            except InvalidEvent as exc:
+                self.aligner.add(topic, part, offset, NO_TS, (msg, exc))
+                continue
+            self.aligner.add(topic, part, offset, event.ts_ms, (msg, event))
+        # 2. process what is safe to release, in event-time order per partition number
+        positions: dict[tuple[str, int], int] = {}
+        changes_ts: list[tuple[int, int]] = []
+        produce = self.producer.produce
+        on_delivery = self._on_delivery
+        caught_up = self._caught_up_memo()
+        released = 0
+        for topic, part, offset, (msg, event) in self.aligner.release(caught_up, now_ms):
+            released += 1
+            positions[(topic, part)] = offset + 1
+            if isinstance(event, InvalidEvent):
+                self._dead_letter(msg, event)
+                continue
+            store = self.stores[part]
+            try:
                 result = self.processor.process(store.get(event.user_id), event,
                                                 Source(topic, part, offset))
             except InvalidEvent as exc:
@@ -148,16 +167,53 @@ class Worker:
             self.metrics.events.labels(topic, event.type).inc()
             store.put(event.user_id, result.state)
             if result.changes:
+                key = msg.key()
                 for ch in result.changes:
                     produce(s.topics.changes, key=key, value=dumps(ch), on_delivery=on_delivery)
                     self.metrics.changes.labels(ch["segment"], ch["change"]).inc()
                 produce(s.topics.current, key=key, value=dumps(result.current),
                         on_delivery=on_delivery)
                 changes_ts.append((event.ts_ms, msg.timestamp()[1]))
+        # 3. outputs, state and offsets of what was released
         self._commit(positions, changes_ts)
+        self._backpressure()
         self.batches += 1
-        self.processed += len(msgs)
-        self.metrics.batch_size.observe(len(msgs))
+        self.processed += released
+        self.metrics.batch_size.observe(released)
+
+    def _caught_up_memo(self) -> Callable[[str, int], bool | None]:
+        """Whether a topic-partition has been consumed up to its log end: True, False, or
+        None when librdkafka has not fetched it yet (memoised for one batch)."""
+        memo: dict[tuple[str, int], bool | None] = {}
+
+        def caught_up(topic: str, part: int) -> bool | None:
+            key = (topic, part)
+            if key not in memo:
+                lo, hi = self.consumer.get_watermark_offsets(TopicPartition(topic, part),
+                                                             cached=True)
+                pos = self._consumed.get(key, self._start.get(key, -1))
+                if pos < 0:
+                    pos = lo
+                memo[key] = None if hi < 0 or pos < 0 else pos >= hi
+            return memo[key]
+
+        return caught_up
+
+    def _backpressure(self) -> None:
+        """Pause topic-partitions whose buffer runs far ahead; resume them when drained."""
+        limit = self.settings.align_max_buffer
+        pause, resume = [], []
+        for key, n in self.aligner.queue_sizes().items():
+            if n > limit and key not in self._paused:
+                pause.append(key)
+            elif n <= limit // 2 and key in self._paused:
+                resume.append(key)
+        if pause:
+            self.consumer.pause([TopicPartition(t, p) for t, p in pause])
+            self._paused.update(pause)
+        if resume:
+            self.consumer.resume([TopicPartition(t, p) for t, p in resume])
+            self._paused.difference_update(resume)
 
     def _commit(self, positions: dict[tuple[str, int], int],
                 changes_ts: list[tuple[int, int]]) -> None:
@@ -252,7 +308,9 @@ class Worker:
                                 extra={"ctx": {"topic": tp.topic, "partition": tp.partition,
                                                "store_offset": stored, "group_offset": group}})
                 tp.offset = stored
+                self._start[(tp.topic, tp.partition)] = stored
             elif group >= 0:
+                self._start[(tp.topic, tp.partition)] = group
                 log.warning("no local state for a partition with committed offsets; "
                             "continuing with empty state",
                             extra={"ctx": {"topic": tp.topic, "partition": tp.partition,
@@ -279,6 +337,13 @@ class Worker:
         return self.settings.state_dir / self.settings.group_id / f"p{partition}"
 
     def _close_stores(self, parts: set[int]) -> None:
+        # Buffered messages of these partitions were never committed: the next owner
+        # (or this worker after reassignment) fetches them again from the stored offsets.
+        self.aligner.drop(parts)
+        for key in [k for k in self._paused if k[1] in parts]:
+            self._paused.discard(key)
+        for key in [k for k in self._consumed if k[1] in parts]:
+            del self._consumed[key]
         for p in parts:
             store = self.stores.pop(p, None)
             if store is not None:

@@ -1,11 +1,10 @@
 """Kill the worker with SIGKILL mid-run and restart it: the final segments, and the set
 of segment changes, equal those of an uninterrupted run.
 
-All events of this test travel on one input topic (each carries its ``type``), so every
-partition has one fixed order and the uninterrupted reference is exact: the in-process
-replay applies each user's events in the same order. (Across several topics Kafka fixes
-no interleaving; features are order-independent within the lateness, but hysteresis
-decisions follow the order in which a user's events were seen.)
+The events are on the broker before the worker starts (a backfill), so the worker's
+event-time alignment of the three input topics merges each partition's events in
+(event time, type) order, which is exactly the order the in-process replay uses. The
+replay is therefore the uninterrupted reference.
 """
 
 from __future__ import annotations
@@ -45,7 +44,8 @@ def test_kill_and_restart_gives_the_same_result_as_an_uninterrupted_run(
     events = list(sim.events())
     jsonl = tmp_path / "events.jsonl"
     jsonl.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in events))
-    produce(s, ((s.topics.clicks, e["user_id"].encode(), orjson.dumps(e)) for e in events))
+    topic = {"click": s.topics.clicks, "order": s.topics.orders, "review": s.topics.reviews}
+    produce(s, ((topic[e["type"]], e["user_id"].encode(), orjson.dumps(e)) for e in events))
     total = len(events)
 
     log = tmp_path / "worker.log"
