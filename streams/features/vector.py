@@ -88,49 +88,49 @@ def _clicks(state: UserState, now: int, f: Features) -> None:
         f["distinct_categories_30d"] = float(
             sum(1 for t in state.categories.values() if cat_start < t <= now))
         return
+    # Hot path: plain locals instead of per-window dicts (this runs for every event).
     lo_min = (now - HOUR_MS) // MINUTE_MS
     hi_min = now // MINUTE_MS
     f["clicks_1h"] = float(sum(c for m, c in state.click_min.items() if lo_min < m <= hi_min))
     hi_h = now // HOUR_MS
-    lows = {w: (now - ms) // HOUR_MS for w, ms in CLICK_WINDOWS.items() if w != "1h"}
-    sums = {w: 0 for w in lows}
-    views = atc = 0
-    lo30 = lows["30d"]
+    lo24, lo7, lo30 = ((now - 24 * HOUR_MS) // HOUR_MS, (now - 7 * DAY_MS) // HOUR_MS,
+                       (now - 30 * DAY_MS) // HOUR_MS)
+    c24 = c7 = c30 = views = atc = 0
     for h, rec in state.click_hour.items():
         if h > hi_h or h <= lo30:
             continue
         n = rec[H_CLICKS]
-        sums["30d"] += n
+        c30 += n
         views += rec[H_VIEWS]
         atc += rec[H_ATC]
-        if h > lows["7d"]:
-            sums["7d"] += n
-            if h > lows["24h"]:
-                sums["24h"] += n
-    for w, n in sums.items():
-        f[f"clicks_{w}"] = float(n)
+        if h > lo7:
+            c7 += n
+            if h > lo24:
+                c24 += n
+    f["clicks_24h"], f["clicks_7d"], f["clicks_30d"] = float(c24), float(c7), float(c30)
     f["views_30d"] = float(views)
     f["add_to_cart_30d"] = float(atc)
     f["add_to_cart_rate_30d"] = atc / views if views else None
 
-    starts = {w: now - ms for w, ms in CLICK_WINDOWS.items()}
-    counts = dict.fromkeys(CLICK_WINDOWS, 0)
-    clicks_30 = 0
-    for s in state.sessions.values():
-        last = s[S_LAST]
-        if last > now:
+    t1, t24, t7, t30 = now - HOUR_MS, now - 24 * HOUR_MS, now - 7 * DAY_MS, now - 30 * DAY_MS
+    n1 = n24 = n7 = n30 = clicks_30 = 0
+    for sess in state.sessions.values():
+        last = sess[S_LAST]
+        if last > now or last <= t30:
             continue
-        for w, start in starts.items():
-            if last > start:
-                counts[w] += 1
-        if last > starts["30d"]:
-            clicks_30 += s[S_CLICKS]
-    for w, n in counts.items():
-        f[f"sessions_{w}"] = float(n)
-    f["avg_session_clicks_30d"] = clicks_30 / counts["30d"] if counts["30d"] else None
-    cat_start = starts["30d"]
+        n30 += 1
+        clicks_30 += sess[S_CLICKS]
+        if last > t7:
+            n7 += 1
+            if last > t24:
+                n24 += 1
+                if last > t1:
+                    n1 += 1
+    f["sessions_1h"], f["sessions_24h"] = float(n1), float(n24)
+    f["sessions_7d"], f["sessions_30d"] = float(n7), float(n30)
+    f["avg_session_clicks_30d"] = clicks_30 / n30 if n30 else None
     f["distinct_categories_30d"] = float(
-        sum(1 for t in state.categories.values() if cat_start < t <= now)
+        sum(1 for t in state.categories.values() if t30 < t <= now)
     )
 
 

@@ -26,7 +26,6 @@ from streams.features.state import UserState
 from streams.features.vector import vector
 from streams.runtime.processor import Processor, Source, iso
 
-
 _TYPE_RANK = {"click": 0, "order": 1, "review": 2}
 
 
