@@ -151,6 +151,7 @@ class Worker:
         on_delivery = self._on_delivery
         caught_up = self._caught_up_memo()
         released = 0
+        counts: dict[tuple[str, str], int] = {}
         for topic, part, offset, (msg, event) in self.aligner.release(caught_up, now_ms):
             released += 1
             positions[(topic, part)] = offset + 1
@@ -164,7 +165,7 @@ class Worker:
             except InvalidEvent as exc:
                 self._dead_letter(msg, exc)
                 continue
-            self.metrics.events.labels(topic, event.type).inc()
+            counts[(topic, event.type)] = counts.get((topic, event.type), 0) + 1
             store.put(event.user_id, result.state)
             if result.changes:
                 key = msg.key()
@@ -176,6 +177,8 @@ class Worker:
                 changes_ts.append((event.ts_ms, msg.timestamp()[1]))
         # 3. outputs, state and offsets of what was released
         self._commit(positions, changes_ts)
+        for (topic, etype), n in counts.items():
+            self.metrics.events.labels(topic, etype).inc(n)
         self._backpressure()
         self.batches += 1
         self.processed += released
