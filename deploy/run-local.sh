@@ -10,6 +10,10 @@ USERS="${SEGSTREAM_SIM_USERS:-2000}"
 EVENTS="${SEGSTREAM_SIM_EVENTS:-200000}"
 RATE="${SEGSTREAM_SIM_RATE:-2000}"
 export SEGSTREAM_METRICS_PORT="${SEGSTREAM_METRICS_PORT:-9464}"
+# The simulator compresses 90 days of history into about 100 seconds, so a third of a
+# second of producer/fetch skew between the input topics is hours of event time. Allow
+# one day of lateness for this demo (the production default is one hour of real time).
+export SEGSTREAM_ALLOWED_LATENESS_S="${SEGSTREAM_ALLOWED_LATENESS_S:-86400}"
 
 "$BIN/segstream" topics create
 
