@@ -90,6 +90,8 @@ class Worker:
         self._paused: set[tuple[str, int]] = set()
         self.batches = 0
         self.processed = 0
+        self.dead_letters: dict[str, int] = {}
+        self._last_report = time.monotonic()
 
     # ------------------------------------------------------------------ control
     def stop(self, *_: object) -> None:
@@ -183,6 +185,18 @@ class Worker:
         self.batches += 1
         self.processed += released
         self.metrics.batch_size.observe(released)
+        self._report_progress()
+
+    def _report_progress(self, every_s: float = 60.0) -> None:
+        """One summary line a minute: throughput and the dead-letter count by reason."""
+        now = time.monotonic()
+        if now - self._last_report < every_s:
+            return
+        self._last_report = now
+        log.info("progress", extra={"ctx": {
+            "processed": self.processed, "batches": self.batches,
+            "dead_letters": dict(self.dead_letters), "buffered": self.aligner.buffered(),
+            "stores": len(self.stores)}})
 
     def _caught_up_memo(self) -> Callable[[str, int], bool | None]:
         """Whether a topic-partition has been consumed up to its log end: True, False, or
@@ -255,6 +269,7 @@ class Worker:
         self.metrics.commit_seconds.observe(time.perf_counter() - started)
 
     def _dead_letter(self, msg: Message, exc: InvalidEvent) -> None:
+        self.dead_letters[exc.reason] = self.dead_letters.get(exc.reason, 0) + 1
         self.metrics.dlq.labels(exc.reason).inc()
         self.metrics.events.labels(msg.topic(), "invalid").inc()
         log.warning("event dead-lettered", extra={"ctx": {
@@ -366,4 +381,5 @@ class Worker:
         # 3. the consumer leaves the group so its partitions move at once
         self.consumer.close()
         log.info("worker stopped", extra={"ctx": {"batches": self.batches,
-                                                  "messages": self.processed}})
+                                                  "processed": self.processed,
+                                                  "dead_letters": dict(self.dead_letters)}})

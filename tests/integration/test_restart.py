@@ -78,6 +78,9 @@ def test_kill_and_restart_gives_the_same_result_as_an_uninterrupted_run(
     assert sorted(map(key, unique.values())) == sorted(map(key, ref_changes))
     # at-least-once: repeats are exact copies with the same id, never new decisions
     assert len(got) - len(unique) <= 3 * 20 * 4
+    print(f"\nkill/restart: {total} events in, SIGKILL at committed={kills}, "
+          f"{len(unique)} distinct changes out (reference {len(ref_changes)}), "
+          f"{len(got) - len(unique)} redelivered copies, 0 missing")
 
     current: dict[str, list[str]] = {}
     for m in read_all(s, s.topics.current):
@@ -85,5 +88,13 @@ def test_kill_and_restart_gives_the_same_result_as_an_uninterrupted_run(
     for user, segments in ref_segments.items():
         assert current.get(user, []) == segments, user
     assert read_all(s, s.topics.dlq) == []
+    # and the personas the simulator drew land in their segments
+    target = {"bargain_hunter": "price_sensitive", "loyal_big_spender": "vip",
+              "window_shopper": "high_activity", "churning_customer": "dormant",
+              "new_customer": "new_customer", "cart_abandoner": "cart_abandoner"}
+    for persona, segment in target.items():
+        users = [u for u, p in sim.truth.items() if p == persona]
+        hits = sum(segment in current.get(u, []) for u in users)
+        assert users and hits >= 0.8 * len(users), (persona, hits, len(users))
     # the restarts resumed from stored positions, they did not start over
     assert log.read_text().count("partitions assigned") >= 4
