@@ -48,6 +48,9 @@ from streams.features.state import (
 )
 
 PURCHASE_FLAGS = F_PLACED | F_PAID | F_DELIVERED
+# Pruning only drops data outside every window, so its cadence changes no feature;
+# once a day of a user's event time bounds both the work and the extra memory.
+PRUNE_EVERY_HOURS = 24
 
 
 @dataclass(frozen=True)
@@ -92,7 +95,7 @@ def update(
     elif isinstance(event, ReviewEvent):
         _add_review(state, event, ts)
     hour = state.last_ts // HOUR_MS
-    if hour > state.pruned_hour:
+    if hour >= state.pruned_hour + PRUNE_EVERY_HOURS:
         prune(state, config)
         state.pruned_hour = hour
     return state
