@@ -6,7 +6,8 @@ Guarantee: at-least-once output with exactly-once *state*. Per batch:
    producer flushed; any failed delivery stops the worker before anything is committed;
 2. the touched users' states and the next input offsets are written to the partition's
    RocksDB store in one atomic batch;
-3. the same offsets are committed to the consumer group.
+3. the same offsets are committed to the consumer group (asynchronously; synchronously
+   when partitions are revoked and at shutdown).
 
 After a crash the worker resumes from the store's offsets (which are never behind the
 group's), so the state never counts an event twice; outputs of a batch that was produced
@@ -80,7 +81,8 @@ class Worker:
         self._delivery_errors: list[str] = []
         self._acked: dict[str, int] = {}
         self.consumer = consumer_factory(
-            consumer_config(settings, stats_cb=self._on_stats, error_cb=self._on_error)
+            consumer_config(settings, stats_cb=self._on_stats, error_cb=self._on_error,
+                            on_commit=self._on_commit)
         )
         self.producer = producer_factory(producer_config(settings, error_cb=self._on_error))
         self._fatal: KafkaError | None = None
@@ -88,6 +90,7 @@ class Worker:
         self._consumed: dict[tuple[str, int], int] = {}
         self._start: dict[tuple[str, int], int] = {}
         self._paused: set[tuple[str, int]] = set()
+        self._uncommitted: dict[tuple[str, int], int] = {}
         self.batches = 0
         self.processed = 0
         self.dead_letters: dict[str, int] = {}
@@ -256,16 +259,14 @@ class Worker:
             by_part.setdefault(part, {})[topic] = nxt
         for part, offsets in by_part.items():
             self.stores[part].flush(offsets)
-        # 3. group: commit the same offsets (the store is authoritative if this fails)
-        try:
-            self.consumer.commit(
-                offsets=[TopicPartition(t, p, o) for (t, p), o in positions.items()],
-                asynchronous=False,
-            )
-        except KafkaException as exc:
-            self.metrics.commit_failures.inc()
-            log.warning("offset commit refused; the local store holds the position",
-                        extra={"ctx": {"error": exc.args[0].str()}})
+        # 3. group: commit the same offsets asynchronously. The store is authoritative for
+        #    this worker; the group's copy serves lag monitoring and a new owner, and is
+        #    committed synchronously when partitions are revoked and at shutdown.
+        self._uncommitted.update(positions)
+        self.consumer.commit(
+            offsets=[TopicPartition(t, p, o) for (t, p), o in positions.items()],
+            asynchronous=True,
+        )
         self.metrics.commit_seconds.observe(time.perf_counter() - started)
 
     def _dead_letter(self, msg: Message, exc: InvalidEvent) -> None:
@@ -286,6 +287,25 @@ class Worker:
         else:
             t = msg.topic()
             self._acked[t] = self._acked.get(t, 0) + 1
+
+    def _on_commit(self, err: KafkaError | None, partitions: list[TopicPartition]) -> None:
+        if err is not None:
+            self.metrics.commit_failures.inc()
+            log.warning("offset commit refused; the local store holds the position",
+                        extra={"ctx": {"error": err.str()}})
+
+    def _commit_group_sync(self) -> None:
+        """Commit the latest processed positions synchronously (revoke and shutdown)."""
+        if not self._uncommitted:
+            return
+        offsets = [TopicPartition(t, p, o) for (t, p), o in self._uncommitted.items()]
+        self._uncommitted.clear()
+        try:
+            self.consumer.commit(offsets=offsets, asynchronous=False)
+        except KafkaException as exc:
+            self.metrics.commit_failures.inc()
+            log.warning("offset commit refused; the local store holds the position",
+                        extra={"ctx": {"error": exc.args[0].str()}})
 
     def _on_error(self, err: KafkaError) -> None:
         if err.fatal():
@@ -341,7 +361,9 @@ class Worker:
             "offsets": {f"{tp.topic}[{tp.partition}]": tp.offset for tp in partitions}}})
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        # Each batch is committed before the next poll, so nothing is pending here.
+        # Each batch is stored before the next poll; make the group's copy current so the
+        # next owner of these partitions starts where this worker stopped.
+        self._commit_group_sync()
         self._close_stores({tp.partition for tp in partitions})
         self.metrics.assigned.set(0)
 
@@ -362,6 +384,8 @@ class Worker:
             self._paused.discard(key)
         for key in [k for k in self._consumed if k[1] in parts]:
             del self._consumed[key]
+        for key in [k for k in self._uncommitted if k[1] in parts]:
+            del self._uncommitted[key]
         for p in parts:
             store = self.stores.pop(p, None)
             if store is not None:
@@ -376,7 +400,8 @@ class Worker:
         if remaining:
             log.error("outputs not acknowledged at shutdown; they were not committed",
                       extra={"ctx": {"remaining": remaining}})
-        # 2. the stores close (each batch was stored at its commit)
+        # 2. the group gets the final positions; the stores close (each batch was stored)
+        self._commit_group_sync()
         self._close_stores(set(self.stores))
         # 3. the consumer leaves the group so its partitions move at once
         self.consumer.close()

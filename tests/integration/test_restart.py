@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import orjson
@@ -29,8 +31,14 @@ from .kafka_helpers import committed_total, env_of, isolated_settings, produce, 
 pytestmark = pytest.mark.integration
 
 
-def _start_worker(settings, log: Path) -> subprocess.Popen:
-    env = {**os.environ, **env_of(settings), "SEGSTREAM_LOG_LEVEL": "INFO"}
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _start_worker(settings, log: Path, **extra: str) -> subprocess.Popen:
+    env = {**os.environ, **env_of(settings), "SEGSTREAM_LOG_LEVEL": "INFO", **extra}
     return subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], env=env,
                             stdout=log.open("ab"), stderr=subprocess.STDOUT)
 
@@ -59,8 +67,12 @@ def test_kill_and_restart_gives_the_same_result_as_an_uninterrupted_run(
         kills.append(committed_total(s))
     assert all(k < total for k in kills), f"worker finished before being killed: {kills}"
 
-    proc = _start_worker(s, log)
+    port = _free_port()
+    proc = _start_worker(s, log, SEGSTREAM_METRICS_PORT=str(port))
     wait_until(lambda: committed_total(s) == total, 180, what="all input committed")
+    metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read()
+    assert b"segstream_events_consumed_total{" in metrics
+    assert b'segstream_dlq_total' in metrics and b"segstream_commit_seconds_bucket" in metrics
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(30) == 0, log.read_text()[-3000:]
 
@@ -98,3 +110,4 @@ def test_kill_and_restart_gives_the_same_result_as_an_uninterrupted_run(
         assert users and hits >= 0.8 * len(users), (persona, hits, len(users))
     # the restarts resumed from stored positions, they did not start over
     assert log.read_text().count("partitions assigned") >= 4
+    assert '"msg":"worker stopped"' in log.read_text()
