@@ -27,9 +27,10 @@ topics: setup broker
 run: setup broker
 	KAFKA_BOOTSTRAP_SERVERS=$$($(KAFKA) bootstrap) deploy/run-local.sh
 
-## The whole test suite: lint, unit tests and integration tests against the real broker.
+## The whole test suite: ruff, mypy, unit tests and integration tests against the real broker.
 test: setup broker
 	$(BIN)/ruff check streams models tests bench
+	$(BIN)/mypy
 	KAFKA_BOOTSTRAP_SERVERS=$$($(KAFKA) bootstrap) $(BIN)/python -m pytest
 
 unit: setup
@@ -40,6 +41,7 @@ integration: setup broker
 
 lint: setup
 	$(BIN)/ruff check streams models tests bench
+	$(BIN)/mypy
 
 bench: setup broker
 	KAFKA_BOOTSTRAP_SERVERS=$$($(KAFKA) bootstrap) $(BIN)/python bench/throughput.py

@@ -182,13 +182,13 @@ def prune(state: UserState, config: FeatureConfig = DEFAULT_CONFIG) -> None:
     for k in [k for k in state.click_hour if k < cut_hour]:
         del state.click_hour[k]
     cut_30 = now - 30 * DAY_MS - late - config.cart_conversion_ms
-    for k in [k for k, s in state.sessions.items() if s[S_LAST] < cut_30]:
-        del state.sessions[k]
-    for k in [k for k, t in state.categories.items() if t < cut_30]:
-        del state.categories[k]
+    for sid in [sid for sid, s in state.sessions.items() if s[S_LAST] < cut_30]:
+        del state.sessions[sid]
+    for cat in [cat for cat, t in state.categories.items() if t < cut_30]:
+        del state.categories[cat]
     cut_365 = now - 365 * DAY_MS - late
-    for k in [k for k, o in state.orders.items() if o[O_FIRST_TS] < cut_365]:
-        del state.orders[k]
+    for oid in [oid for oid, o in state.orders.items() if o[O_FIRST_TS] < cut_365]:
+        del state.orders[oid]
     if any(r[0] < cut_365 for r in state.reviews):
         state.reviews = [r for r in state.reviews if r[0] >= cut_365]
     _cap(state.sessions, config.max_sessions, lambda s: s[S_LAST])

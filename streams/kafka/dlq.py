@@ -14,7 +14,9 @@ from streams.exceptions import InvalidEvent
 MAX_DETAIL = 1_000
 
 
-def dlq_headers(msg: Message, error: InvalidEvent, worker: str) -> list[tuple[str, bytes]]:
+def dlq_headers(
+    msg: Message, error: InvalidEvent, worker: str
+) -> list[tuple[str, str | bytes | None]]:
     _ts_type, ts = msg.timestamp()
     return [
         ("dlq.reason", error.reason.encode()),

@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
@@ -141,7 +141,9 @@ class Worker:
             if err is not None:
                 self._consumer_error(err)
                 continue
-            topic, part, offset = msg.topic(), msg.partition(), msg.offset()
+            # A consumed message always has a topic, partition and offset.
+            topic = cast(str, msg.topic())
+            part, offset = cast(int, msg.partition()), cast(int, msg.offset())
             self._consumed[(topic, part)] = offset + 1
             try:
                 event = self.decoder.decode(topic, msg.key(), msg.value(), now_ms)
@@ -172,7 +174,7 @@ class Worker:
                 continue
             counts[(topic, event.type)] = counts.get((topic, event.type), 0) + 1
             store.put(event.user_id, result.state)
-            if result.changes:
+            if result.changes and result.current is not None:
                 key = msg.key()
                 for ch in result.changes:
                     produce(s.topics.changes, key=key, value=dumps(ch), on_delivery=on_delivery)
@@ -285,7 +287,7 @@ class Worker:
         if err is not None:
             self._delivery_errors.append(f"{msg.topic()}: {err.str()}")
         else:
-            t = msg.topic()
+            t = cast(str, msg.topic())
             self._acked[t] = self._acked.get(t, 0) + 1
 
     def _on_commit(self, err: KafkaError | None, partitions: list[TopicPartition]) -> None:

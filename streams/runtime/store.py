@@ -13,7 +13,9 @@ from __future__ import annotations
 import logging
 import shutil
 from collections import OrderedDict
+from collections.abc import Iterator
 from pathlib import Path
+from typing import cast
 
 from rocksdict import Options, Rdict, WriteBatch, WriteOptions
 
@@ -78,12 +80,15 @@ class PartitionStore:
     # ---------------------------------------------------------------- offsets
     def offsets(self) -> dict[str, int]:
         """Next input offset per topic whose effects this store holds."""
-        out: dict[str, int] = {}
-        for k, v in self._db.items(from_key=_OFFSET):
-            if not k.startswith(_OFFSET):
+        return {k[len(_OFFSET):].decode(): int(v) for k, v in self._scan(_OFFSET)}
+
+    def _scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        """Keys (raw mode: bytes) starting with ``prefix``, in key order."""
+        for k, v in self._db.items(from_key=prefix):
+            key = cast(bytes, k)
+            if not key.startswith(prefix):
                 break
-            out[k[len(_OFFSET):].decode()] = int(v)
-        return out
+            yield key, cast(bytes, v)
 
     def flush(self, offsets: dict[str, int]) -> int:
         """Write dirty states and ``offsets`` atomically; return the number of users written.
@@ -115,9 +120,7 @@ class PartitionStore:
     def iter_states(self) -> list[tuple[str, UserState]]:
         """Every stored user with its state (for snapshots and tests; not the hot path)."""
         out = []
-        for k, v in self._db.items(from_key=_USER):
-            if not k.startswith(_USER):
-                break
+        for k, v in self._scan(_USER):
             user = k[len(_USER):].decode()
             out.append((user, self._cache.get(user) or decode_state(v)))
         return out

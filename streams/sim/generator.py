@@ -387,9 +387,9 @@ def _plan_user(
     while pending:
         at = pending.pop(0)
         order = _make_order(p, rng, pool, f"{user_id}-o{len(sessions):03d}", at, end_ms)
-        carted = tuple((it["product_id"], it["category"], it["unit_price"])
+        bought = tuple((it["product_id"], it["category"], it["unit_price"])
                        for it in order.items)
-        sessions.append(_Session(at, _extra(p, rng), carted, order))
+        sessions.append(_Session(at, _extra(p, rng), bought, order))
         if not order.cancelled:
             kept += 1
         elif kept + len(pending) < p.min_orders:
@@ -488,7 +488,7 @@ def _make_order(
             lang = "zh" if rng.random() < p.zh_share else "en"
             text = rng.choice(REVIEW_TEXTS[lang][rating - 1])
             if ts <= end_ms:
-                review = (ts, items[0]["product_id"], rating, text, lang)
+                review = (ts, str(items[0]["product_id"]), rating, text, lang)
     statuses = [s for s in statuses if s[0] <= end_ms]
     return _Order(order_id, items, total, discount, coupon, payment, statuses, review,
                   cancelled)
@@ -520,18 +520,18 @@ def _emit_user(plan: _UserPlan, seed: int, start_ms: int, end_ms: int
     gap_rate = 1.0 / _CLICK_GAP_MEAN_S
     for n_session, s in enumerate(plan.sessions):
         n_extra, carry = _scaled(s.extra, plan.scale, carry)
-        steps: list[tuple[str, Product | None, str | None]] = []
         # The landing page is the first product that ends up in the cart, if any.
-        steps.append(("view", s.carted[0] if s.carted else rng.choice(pool), None))
+        steps: list[tuple[str, Product | None, str | None]] = [
+            ("view", s.carted[0] if s.carted else rng.choice(pool), None)]
         for action in rng.choices(_ACTIONS, cum_weights=plan.action_cum, k=n_extra):
             if action == "search":
                 steps.append((action, None, _query(rng, rng.choice(pool)[1])))
             else:
                 steps.append((action, rng.choice(pool), None))
-        for k, prod in enumerate(s.carted):
+        for k, item in enumerate(s.carted):
             if k:
-                steps.append(("view", prod, None))
-            steps.append(("add_to_cart", prod, None))
+                steps.append(("view", item, None))
+            steps.append(("add_to_cart", item, None))
         gaps = [int(min(rng.expovariate(gap_rate), _CLICK_GAP_MAX_S) * 1000) + 1000
                 for _ in steps]
         t = s.at - sum(gaps) if s.order is not None else s.at
