@@ -32,7 +32,7 @@ log = logging.getLogger("segstream")
 
 
 def _settings(ctx: click.Context) -> Settings:
-    return ctx.obj["settings"]  # type: ignore[no-any-return]
+    return ctx.obj["settings"]
 
 
 @click.group()
