@@ -33,6 +33,8 @@ def consumer_config(settings: Settings, **extra: Any) -> dict[str, Any]:
         "max.poll.interval.ms": 300_000,
         "statistics.interval.ms": 5_000,
         "fetch.wait.max.ms": 100,
+        # End-of-partition events tell the event-time alignment that a topic is caught up.
+        "enable.partition.eof": True,
     })
     if settings.group_instance_id:
         conf["group.instance.id"] = settings.group_instance_id

@@ -88,6 +88,7 @@ class Worker:
         self._fatal: KafkaError | None = None
         self.aligner = Aligner(settings.topics.inputs, settings.align_max_idle_ms)
         self._consumed: dict[tuple[str, int], int] = {}
+        self._eof: dict[tuple[str, int], int] = {}  # end of partition seen, at this watermark
         self._start: dict[tuple[str, int], int] = {}
         self._paused: set[tuple[str, int]] = set()
         self._uncommitted: dict[tuple[str, int], int] = {}
@@ -139,12 +140,18 @@ class Worker:
         for msg in msgs:
             err = msg.error()
             if err is not None:
-                self._consumer_error(err)
+                if err.code() == KafkaError._PARTITION_EOF:
+                    tp = TopicPartition(cast(str, msg.topic()), cast(int, msg.partition()))
+                    hi = self.consumer.get_watermark_offsets(tp, cached=True)[1]
+                    self._eof[(tp.topic, tp.partition)] = hi
+                else:
+                    self._consumer_error(err)
                 continue
             # A consumed message always has a topic, partition and offset.
             topic = cast(str, msg.topic())
             part, offset = cast(int, msg.partition()), cast(int, msg.offset())
             self._consumed[(topic, part)] = offset + 1
+            self._eof.pop((topic, part), None)
             try:
                 event = self.decoder.decode(topic, msg.key(), msg.value(), now_ms)
             except InvalidEvent as exc:
@@ -156,7 +163,7 @@ class Worker:
         changes_ts: list[tuple[int, int]] = []
         produce = self.producer.produce
         on_delivery = self._on_delivery
-        caught_up = self._caught_up_memo()
+        caught_up = self._caught_up
         released = 0
         counts: dict[tuple[str, str], int] = {}
         for topic, part, offset, (msg, event) in self.aligner.release(caught_up, now_ms):
@@ -203,23 +210,28 @@ class Worker:
             "dead_letters": dict(self.dead_letters), "buffered": self.aligner.buffered(),
             "stores": len(self.stores)}})
 
-    def _caught_up_memo(self) -> Callable[[str, int], bool | None]:
-        """Whether a topic-partition has been consumed up to its log end: True, False, or
-        None when librdkafka has not fetched it yet (memoised for one batch)."""
-        memo: dict[tuple[str, int], bool | None] = {}
+    def _caught_up(self, topic: str, part: int) -> bool | None:
+        """Whether a topic-partition has been read to its end: True, False, or None when
+        librdkafka has not fetched it yet.
 
-        def caught_up(topic: str, part: int) -> bool | None:
-            key = (topic, part)
-            if key not in memo:
-                lo, hi = self.consumer.get_watermark_offsets(TopicPartition(topic, part),
-                                                             cached=True)
-                pos = self._consumed.get(key, self._start.get(key, -1))
-                if pos < 0:
-                    pos = lo
-                memo[key] = None if hi < 0 or pos < 0 else pos >= hi
-            return memo[key]
-
-        return caught_up
+        Two signals: the partition-EOF event, and the position against the high watermark
+        librdkafka caches from fetch responses. The watermark alone is not enough: with
+        transactional producers the log ends in a control record that a
+        ``read_committed`` consumer never receives, so only EOF says "caught up" there.
+        """
+        key = (topic, part)
+        lo, hi = self.consumer.get_watermark_offsets(TopicPartition(topic, part), cached=True)
+        eof_hi = self._eof.get(key)
+        if eof_hi is not None:
+            # EOF holds while the log has not grown since; a larger watermark means new
+            # data is already on its way to this consumer.
+            return hi < 0 or hi <= eof_hi
+        if hi < 0:
+            return None
+        pos = self._consumed.get(key, self._start.get(key, lo))
+        if pos < 0:
+            return None
+        return pos >= hi
 
     def _backpressure(self) -> None:
         """Pause topic-partitions whose buffer runs far ahead; resume them when drained."""
@@ -339,23 +351,31 @@ class Worker:
                     cache_size=max(100, self.settings.cache_users // 4))
         committed = {(tp.topic, tp.partition): tp.offset
                      for tp in consumer.committed(partitions, timeout=30)}
+        ahead: list[TopicPartition] = []
         for tp in partitions:
             stored = self.stores[tp.partition].offsets().get(tp.topic)
             group = committed.get((tp.topic, tp.partition), -1001)
+            start = stored if stored is not None else group
+            if start >= 0:
+                self._start[(tp.topic, tp.partition)] = start
             if stored is not None:
+                if stored > group:
+                    # the last group commit before a crash was lost: catch the group up,
+                    # or its lag would stay wrong until new data arrives
+                    ahead.append(TopicPartition(tp.topic, tp.partition, stored))
                 if group >= 0 and stored < group:
                     log.warning("local store is behind the group; replaying to rebuild state",
                                 extra={"ctx": {"topic": tp.topic, "partition": tp.partition,
                                                "store_offset": stored, "group_offset": group}})
                 tp.offset = stored
-                self._start[(tp.topic, tp.partition)] = stored
             elif group >= 0:
-                self._start[(tp.topic, tp.partition)] = group
                 log.warning("no local state for a partition with committed offsets; "
                             "continuing with empty state",
                             extra={"ctx": {"topic": tp.topic, "partition": tp.partition,
                                            "group_offset": group}})
         consumer.assign(partitions)
+        if ahead:
+            consumer.commit(offsets=ahead, asynchronous=True)
         self.metrics.assigned.set(len(partitions))
         self._update_store_gauge()
         log.info("partitions assigned", extra={"ctx": {
@@ -386,6 +406,9 @@ class Worker:
             self._paused.discard(key)
         for key in [k for k in self._consumed if k[1] in parts]:
             del self._consumed[key]
+        self._eof = {k: v for k, v in self._eof.items() if k[1] not in parts}
+        for key in [k for k in self._start if k[1] in parts]:
+            del self._start[key]
         for key in [k for k in self._uncommitted if k[1] in parts]:
             del self._uncommitted[key]
         for p in parts:

@@ -51,12 +51,23 @@ def env_of(settings: Settings) -> dict[str, str]:
     }
 
 
-def produce(settings: Settings, records: Iterable[tuple[str, bytes | None, bytes]]
-            ) -> list[tuple[str, int, int]]:
+def produce(settings: Settings, records: Iterable[tuple[str, bytes | None, bytes]],
+            atomic: bool = False) -> list[tuple[str, int, int]]:
     """Produce ``(topic, key, value)`` records in order; return each one's
-    ``(topic, partition, offset)`` once all are acknowledged."""
-    p = Producer({"bootstrap.servers": settings.bootstrap_servers, "enable.idempotence": True,
-                  "linger.ms": 10, "message.max.bytes": 2_000_000})
+    ``(topic, partition, offset)`` once all are acknowledged.
+
+    ``atomic`` writes them in one Kafka transaction: a ``read_committed`` worker that is
+    already running sees the whole backfill at once, as if it had been there before.
+    """
+    conf: dict[str, Any] = {"bootstrap.servers": settings.bootstrap_servers,
+                            "enable.idempotence": True, "linger.ms": 10,
+                            "message.max.bytes": 2_000_000}
+    if atomic:
+        conf["transactional.id"] = f"test-backfill-{time.time_ns()}"
+    p = Producer(conf)
+    if atomic:
+        p.init_transactions(30)
+        p.begin_transaction()
     errors: list[str] = []
     where: dict[int, tuple[str, int, int]] = {}
 
@@ -77,6 +88,8 @@ def produce(settings: Settings, records: Iterable[tuple[str, bytes | None, bytes
             except BufferError:
                 p.poll(0.1)
         n += 1
+    if atomic:
+        p.commit_transaction(60)
     assert p.flush(60) == 0
     assert not errors, errors
     return [where[i] for i in range(n)]
