@@ -128,19 +128,36 @@ def read_all(settings: Settings, topic: str, timeout: float = 30.0) -> list[Any]
     return out
 
 
+class GroupProgress:
+    """The group's committed offsets summed over the input topics, with one long-lived
+    client so that it can be polled often."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._consumer = Consumer({"bootstrap.servers": settings.bootstrap_servers,
+                                   "group.id": settings.group_id,
+                                   "enable.auto.commit": False})
+        self._tps = [TopicPartition(t, p) for t in settings.topics.inputs
+                     for p in range(settings.partitions)]
+
+    def total(self) -> int:
+        try:
+            # the group coordinator may still be loading on a fresh broker: "not yet"
+            return sum(max(tp.offset, 0) for tp in self._consumer.committed(self._tps,
+                                                                           timeout=10))
+        except KafkaException:
+            return -1
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
 def committed_total(settings: Settings) -> int:
-    """Sum of the group's committed offsets over the input topics."""
-    c = Consumer({"bootstrap.servers": settings.bootstrap_servers,
-                  "group.id": settings.group_id, "enable.auto.commit": False})
-    tps = [TopicPartition(t, p) for t in settings.topics.inputs
-           for p in range(settings.partitions)]
+    """Sum of the group's committed offsets over the input topics (one-off)."""
+    probe = GroupProgress(settings)
     try:
-        # the group coordinator may still be loading on a fresh broker: "not yet"
-        return sum(max(tp.offset, 0) for tp in c.committed(tps, timeout=10))
-    except KafkaException:
-        return -1
+        return probe.total()
     finally:
-        c.close()
+        probe.close()
 
 
 def wait_until(pred: Any, timeout: float, interval: float = 0.2, what: str = "condition") -> None:

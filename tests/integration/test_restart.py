@@ -26,7 +26,7 @@ from streams.runtime.app import build_processor
 from streams.runtime.replay import replay
 from streams.sim.generator import generate
 
-from .kafka_helpers import committed_total, env_of, isolated_settings, produce, read_all, wait_until
+from .kafka_helpers import GroupProgress, env_of, isolated_settings, produce, read_all, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -57,24 +57,28 @@ def test_kill_and_restart_gives_the_same_result_as_an_uninterrupted_run(
     total = len(events)
 
     log = tmp_path / "worker.log"
-    kills = []
-    for fraction in (0.2, 0.5, 0.8):
+    progress = GroupProgress(s)
+    kills: list[int] = []
+    # SIGKILL shortly after each restarted worker has committed another tenth of the input
+    for _ in range(3):
         proc = _start_worker(s, log)
-        wait_until(lambda f=fraction: committed_total(s) >= f * total, 120,
-                   what=f"{fraction:.0%} committed")
+        last = max(progress.total(), 0)
+        wait_until(lambda last=last: progress.total() >= last + total // 10, 120,
+                   interval=0.02, what="progress after restart")
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
-        kills.append(committed_total(s))
+        kills.append(progress.total())
     assert all(k < total for k in kills), f"worker finished before being killed: {kills}"
 
     port = _free_port()
     proc = _start_worker(s, log, SEGSTREAM_METRICS_PORT=str(port))
-    wait_until(lambda: committed_total(s) == total, 180, what="all input committed")
+    wait_until(lambda: progress.total() == total, 180, what="all input committed")
     metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read()
     assert b"segstream_events_consumed_total{" in metrics
     assert b'segstream_dlq_total' in metrics and b"segstream_commit_seconds_bucket" in metrics
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(30) == 0, log.read_text()[-3000:]
+    progress.close()
 
     # the uninterrupted reference: the same processing in-process, without Kafka
     ref = replay(jsonl, tmp_path / "ref", processor=build_processor(s),
