@@ -42,7 +42,8 @@ class Result:
 
 
 def iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat().replace("+00:00", "Z")
+    dt = datetime.fromtimestamp(ms / 1000, tz=UTC)
+    return dt.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def change_id(source: Source, user_id: str, segment: str, change: str) -> str:
