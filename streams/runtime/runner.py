@@ -402,15 +402,10 @@ class Worker:
         # Buffered messages of these partitions were never committed: the next owner
         # (or this worker after reassignment) fetches them again from the stored offsets.
         self.aligner.drop(parts)
-        for key in [k for k in self._paused if k[1] in parts]:
-            self._paused.discard(key)
-        for key in [k for k in self._consumed if k[1] in parts]:
-            del self._consumed[key]
-        self._eof = {k: v for k, v in self._eof.items() if k[1] not in parts}
-        for key in [k for k in self._start if k[1] in parts]:
-            del self._start[key]
-        for key in [k for k in self._uncommitted if k[1] in parts]:
-            del self._uncommitted[key]
+        self._paused = {k for k in self._paused if k[1] not in parts}
+        for positions in (self._consumed, self._eof, self._start, self._uncommitted):
+            for key in [k for k in positions if k[1] in parts]:
+                del positions[key]
         for p in parts:
             store = self.stores.pop(p, None)
             if store is not None:
