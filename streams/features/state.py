@@ -12,6 +12,8 @@ it for every event.
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 import msgspec
 
 STATE_VERSION = 1
@@ -37,11 +39,19 @@ S_FIRST, S_LAST, S_CLICKS, S_ATC, S_FIRST_ATC = range(5)
 H_CLICKS, H_VIEWS, H_ATC = range(3)
 
 
-class UserState(msgspec.Struct, kw_only=True, omit_defaults=True):
+class UserState(msgspec.Struct, kw_only=True, omit_defaults=True, dict=True):
     """Everything segstream remembers about one user.
 
     Keys of the bucket maps are bucket numbers (``ts // bucket_ms``).
+
+    ``dict=True`` only serves :attr:`_orders_cache`, a derived value that lives in the
+    instance ``__dict__``: it is never encoded, compared or copied, so a decoded or copied
+    state simply starts without it. Code that changes :attr:`orders` must call
+    :func:`orders_changed` (``update`` and ``prune`` do).
     """
+
+    # Order-window features memoised by ``vector`` (see ``streams.features.vector``).
+    _orders_cache: ClassVar[Any] = None
 
     v: int = STATE_VERSION
     first_ts: int = 0
@@ -61,6 +71,11 @@ class UserState(msgspec.Struct, kw_only=True, omit_defaults=True):
     segments: dict[str, list[int]] = {}
     # segment name -> ts of the last exit (for the dwell time before re-entry)
     exited: dict[str, int] = {}
+
+
+def orders_changed(state: UserState) -> None:
+    """Forget what was derived from ``state.orders`` (call after changing an order)."""
+    state.__dict__.pop("_orders_cache", None)
 
 
 _encoder = msgspec.msgpack.Encoder()

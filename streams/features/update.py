@@ -45,6 +45,7 @@ from streams.features.state import (
     S_LAST,
     STATUS_FLAG,
     UserState,
+    orders_changed,
 )
 
 PURCHASE_FLAGS = F_PLACED | F_PAID | F_DELIVERED
@@ -138,6 +139,7 @@ def _touch_category(state: UserState, category: str, ts: int) -> None:
 
 
 def _add_order(state: UserState, ev: OrderEvent, ts: int, config: FeatureConfig) -> None:
+    orders_changed(state)
     flag = STATUS_FLAG[ev.status]
     coupon = 1 if ev.coupon_code else 0
     payment = (ev.payment_method or "").lower()
@@ -187,7 +189,10 @@ def prune(state: UserState, config: FeatureConfig = DEFAULT_CONFIG) -> None:
     for cat in [cat for cat, t in state.categories.items() if t < cut_30]:
         del state.categories[cat]
     cut_365 = now - 365 * DAY_MS - late
-    for oid in [oid for oid, o in state.orders.items() if o[O_FIRST_TS] < cut_365]:
+    expired = [oid for oid, o in state.orders.items() if o[O_FIRST_TS] < cut_365]
+    if expired or len(state.orders) > config.max_orders:
+        orders_changed(state)
+    for oid in expired:
         del state.orders[oid]
     if any(r[0] < cut_365 for r in state.reviews):
         state.reviews = [r for r in state.reviews if r[0] >= cut_365]

@@ -10,6 +10,7 @@ undefined (an average over nothing, recency without any order) is ``None``; rule
 
 from __future__ import annotations
 
+import math
 from bisect import bisect_left, bisect_right
 
 from streams.features.state import (
@@ -29,6 +30,7 @@ from streams.features.state import (
     O_TOTAL,
     S_ATC,
     S_CLICKS,
+    S_FIRST,
     S_FIRST_ATC,
     S_LAST,
     UserState,
@@ -62,82 +64,178 @@ def vector(
     state: UserState, as_of: int | None = None, config: FeatureConfig = DEFAULT_CONFIG
 ) -> Features:
     """Compute every feature in :data:`FEATURE_NAMES` for ``state`` at ``as_of`` (epoch ms)."""
+    # This runs once per event, so it is written for CPython's fixed costs: one pass per
+    # collection with local accumulators, unpacked records, the result copied from a
+    # dict that already holds every key, and the order-window features memoised while
+    # no order record changes and no order crosses a window boundary (see
+    # _order_windows). Key order is part of the output (snapshots serialise the dict)
+    # and matches the straightforward version (tests/.../test_vector_equivalence.py).
     now = state.last_ts if as_of is None else as_of
-    f: Features = {}
-    _clicks(state, now, f)
-    _orders(state, now, f, config)
-    _reviews(state, now, f)
+    if state.orders:
+        oc = state._orders_cache
+        if oc is None or not oc[0] <= now < oc[1]:
+            oc = _order_windows(state, now)
+    else:
+        oc = _NO_ORDERS
+    last_order = oc[3]
+    first_order = state.first_order_ts
+    t30 = now - _D30
+    n_cat = 0.0
+    for t in state.categories.values():
+        if t30 < t <= now:
+            n_cat += 1.0
+    reviews = state.reviews
+    if reviews:
+        start = now - _D365
+        ratings = [r for t, r in reviews if start < t <= now]
+        n_rev = float(len(ratings))
+        avg_rating = sum(ratings) / len(ratings) if ratings else None
+    else:
+        n_rev, avg_rating = 0.0, None
+    sessions = state.sessions
+    if not state.click_hour and not sessions:
+        # Order-only users (a shop's back-office feed, the Online Retail file).
+        return {
+            "clicks_1h": 0.0, "clicks_24h": 0.0, "clicks_7d": 0.0, "clicks_30d": 0.0,
+            "sessions_1h": 0.0, "sessions_24h": 0.0, "sessions_7d": 0.0,
+            "sessions_30d": 0.0, "views_30d": 0.0, "add_to_cart_30d": 0.0,
+            "add_to_cart_rate_30d": None, "avg_session_clicks_30d": None,
+            "distinct_categories_30d": n_cat,
+            **oc[2],
+            "orders_lifetime": float(state.orders_lifetime),
+            "recency_days": (now - last_order) / DAY_MS if last_order else None,
+            "first_order_days": (now - first_order) / DAY_MS if first_order else None,
+            "carts_30d": 0.0, "cart_abandonment_rate_30d": None,
+            "reviews_365d": n_rev, "avg_rating_365d": avg_rating,
+            "reviews_lifetime": float(state.reviews_lifetime),
+            "last_seen_days": (now - state.last_ts) / DAY_MS,
+            "tenure_days": (now - state.first_ts) / DAY_MS,
+        }
+
+    # 1-minute buckets for the last hour ((now - 1 h) // 1 min == now // 1 min - 60).
+    hi_min = now // MINUTE_MS
+    lo_min = hi_min - 60
+    c1 = 0
+    for m, c in state.click_min.items():
+        if lo_min < m <= hi_min:
+            c1 += c
+    # 1-hour buckets: (now - k h) // 1 h == now // 1 h - k.
+    hi_h = now // HOUR_MS
+    lo24, lo7, lo30 = hi_h - 24, hi_h - 7 * 24, hi_h - 30 * 24
+    c24 = c7 = c30 = views = atc = 0
+    for h, (n, v, a) in state.click_hour.items():  # H_CLICKS, H_VIEWS, H_ATC
+        if lo30 < h <= hi_h:
+            c30 += n
+            views += v
+            atc += a
+            if h > lo7:
+                c7 += n
+                if h > lo24:
+                    c24 += n
+
+    # Sessions by their last click, and carts whose conversion window has closed.
+    t1, t24, t7 = now - HOUR_MS, now - _D1, now - _D7
+    conv = config.cart_conversion_ms
+    purchases = oc[4]
+    n1 = n24 = n7 = n30 = clicks_30 = carts = abandoned = 0
+    # slots S_FIRST, S_LAST, S_CLICKS, S_ATC, S_FIRST_ATC
+    for _, last, clicks, n_atc, first_atc in sessions.values():
+        if t30 < last <= now:
+            n30 += 1
+            clicks_30 += clicks
+            if last > t7:
+                n7 += 1
+                if last > t24:
+                    n24 += 1
+                    if last > t1:
+                        n1 += 1
+        if n_atc:
+            deadline = last + conv
+            if first_atc > t30 and deadline <= now:
+                carts += 1
+                # abandoned unless a purchase lies in [first_atc, deadline]
+                if bisect_left(purchases, first_atc) >= bisect_right(purchases, deadline):
+                    abandoned += 1
+    # Copying a dict that already holds every key (and the memoised order features) and
+    # storing into existing slots is about twice as fast as building the dict afresh.
+    f = oc[5].copy()
+    f["clicks_1h"] = float(c1)
+    f["clicks_24h"] = float(c24)
+    f["clicks_7d"] = float(c7)
+    f["clicks_30d"] = float(c30)
+    f["views_30d"] = float(views)
+    f["add_to_cart_30d"] = float(atc)
+    f["add_to_cart_rate_30d"] = atc / views if views else None
+    f["sessions_1h"] = float(n1)
+    f["sessions_24h"] = float(n24)
+    f["sessions_7d"] = float(n7)
+    f["sessions_30d"] = float(n30)
+    f["avg_session_clicks_30d"] = clicks_30 / n30 if n30 else None
+    f["distinct_categories_30d"] = n_cat
+    f["orders_lifetime"] = float(state.orders_lifetime)
+    f["recency_days"] = (now - last_order) / DAY_MS if last_order else None
+    f["first_order_days"] = (now - first_order) / DAY_MS if first_order else None
+    f["carts_30d"] = float(carts)
+    f["cart_abandonment_rate_30d"] = abandoned / carts if carts else None
+    f["reviews_365d"] = n_rev
+    f["avg_rating_365d"] = avg_rating
+    f["reviews_lifetime"] = float(state.reviews_lifetime)
     f["last_seen_days"] = (now - state.last_ts) / DAY_MS
     f["tenure_days"] = (now - state.first_ts) / DAY_MS
     return f
 
 
-_NO_CLICKS: Features = {
-    **{f"clicks_{w}": 0.0 for w in CLICK_WINDOWS},
-    **{f"sessions_{w}": 0.0 for w in CLICK_WINDOWS},
-    "views_30d": 0.0, "add_to_cart_30d": 0.0, "add_to_cart_rate_30d": None,
-    "avg_session_clicks_30d": None,
+_D1, _D7, _D30, _D90, _D365 = DAY_MS, 7 * DAY_MS, 30 * DAY_MS, 90 * DAY_MS, 365 * DAY_MS
+if (H_CLICKS, H_VIEWS, H_ATC, S_FIRST, S_LAST, S_CLICKS, S_ATC, S_FIRST_ATC) != (
+        0, 1, 2, 0, 1, 2, 3, 4):
+    raise ImportError("vector() hard-codes the record slots of streams.features.state")
+
+# Order-window features of a user without any order record (nothing is undefined-free).
+_NO_ORDER_FEATURES: Features = {
+    "orders_30d": 0.0, "orders_90d": 0.0, "orders_365d": 0.0,
+    "spend_30d": 0.0, "spend_90d": 0.0, "spend_365d": 0.0,
+    "aov_365d": None, "cancel_rate_365d": None, "refund_rate_365d": None,
+    "coupon_share_365d": None, "avg_discount_365d": None,
+    **{key: None for _, key in _PAY_KEYS},
 }
+# Every feature in the order vector() emits for a user with click data; the order-window
+# features are filled in by _with_orders, the others are overwritten by vector().
+_CLICK_KEYS = (
+    "clicks_1h", "clicks_24h", "clicks_7d", "clicks_30d", "views_30d", "add_to_cart_30d",
+    "add_to_cart_rate_30d", "sessions_1h", "sessions_24h", "sessions_7d", "sessions_30d",
+    "avg_session_clicks_30d", "distinct_categories_30d",
+)
+_TAIL_KEYS = (
+    "orders_lifetime", "recency_days", "first_order_days", "carts_30d",
+    "cart_abandonment_rate_30d", "reviews_365d", "avg_rating_365d", "reviews_lifetime",
+    "last_seen_days", "tenure_days",
+)
 
 
-def _clicks(state: UserState, now: int, f: Features) -> None:
-    if not state.click_hour and not state.sessions:
-        # Order-only users (a shop's back-office feed, the Online Retail file) skip the scan.
-        f.update(_NO_CLICKS)
-        cat_start = now - 30 * DAY_MS
-        f["distinct_categories_30d"] = float(
-            sum(1 for t in state.categories.values() if cat_start < t <= now))
-        return
-    # Hot path: plain locals instead of per-window dicts (this runs for every event).
-    lo_min = (now - HOUR_MS) // MINUTE_MS
-    hi_min = now // MINUTE_MS
-    f["clicks_1h"] = float(sum(c for m, c in state.click_min.items() if lo_min < m <= hi_min))
-    hi_h = now // HOUR_MS
-    lo24, lo7, lo30 = ((now - 24 * HOUR_MS) // HOUR_MS, (now - 7 * DAY_MS) // HOUR_MS,
-                       (now - 30 * DAY_MS) // HOUR_MS)
-    c24 = c7 = c30 = views = atc = 0
-    for h, rec in state.click_hour.items():
-        if h > hi_h or h <= lo30:
-            continue
-        n = rec[H_CLICKS]
-        c30 += n
-        views += rec[H_VIEWS]
-        atc += rec[H_ATC]
-        if h > lo7:
-            c7 += n
-            if h > lo24:
-                c24 += n
-    f["clicks_24h"], f["clicks_7d"], f["clicks_30d"] = float(c24), float(c7), float(c30)
-    f["views_30d"] = float(views)
-    f["add_to_cart_30d"] = float(atc)
-    f["add_to_cart_rate_30d"] = atc / views if views else None
-
-    t1, t24, t7, t30 = now - HOUR_MS, now - 24 * HOUR_MS, now - 7 * DAY_MS, now - 30 * DAY_MS
-    n1 = n24 = n7 = n30 = clicks_30 = 0
-    for sess in state.sessions.values():
-        last = sess[S_LAST]
-        if last > now or last <= t30:
-            continue
-        n30 += 1
-        clicks_30 += sess[S_CLICKS]
-        if last > t7:
-            n7 += 1
-            if last > t24:
-                n24 += 1
-                if last > t1:
-                    n1 += 1
-    f["sessions_1h"], f["sessions_24h"] = float(n1), float(n24)
-    f["sessions_7d"], f["sessions_30d"] = float(n7), float(n30)
-    f["avg_session_clicks_30d"] = clicks_30 / n30 if n30 else None
-    f["distinct_categories_30d"] = float(
-        sum(1 for t in state.categories.values() if t30 < t <= now)
-    )
+def _with_orders(order_features: Features) -> Features:
+    return {**dict.fromkeys(_CLICK_KEYS), **order_features, **dict.fromkeys(_TAIL_KEYS)}
 
 
-def _orders(state: UserState, now: int, f: Features, config: FeatureConfig) -> None:
-    # One pass with local accumulators: heavy buyers hold hundreds of orders and this
-    # runs for every event, so the loop avoids per-order dict lookups.
-    s30, s90, s365 = now - 30 * DAY_MS, now - 90 * DAY_MS, now - 365 * DAY_MS
+# (valid from, valid until, order-window features, last purchase time, sorted purchase
+# times, every feature with the order-window ones filled in)
+_OrderWindows = tuple[int | float, int | float, Features, int, list[int], Features]
+_NO_ORDERS: _OrderWindows = (-math.inf, math.inf, _NO_ORDER_FEATURES, 0, [],
+                             _with_orders(_NO_ORDER_FEATURES))
+
+
+def _order_windows(state: UserState, now: int) -> _OrderWindows:
+    """Order features that depend on ``now`` only through window membership.
+
+    An order at ``t`` counts at ``now`` iff ``t <= now``, and lies in window ``W`` iff
+    ``now < t + W``. Every test below is one of these comparisons, so the result is the
+    same for every ``now`` in ``[lo, hi)``, where ``lo`` is the latest and ``hi`` the
+    earliest of these boundaries on either side of ``now``. It is kept on the state until
+    an order changes (``orders_changed``) or ``now`` leaves that interval.
+    """
+    # One pass with local accumulators: heavy buyers hold hundreds of orders.
+    s30, s90, s365 = now - _D30, now - _D90, now - _D365
+    lo: int | float = -math.inf
+    hi: int | float = math.inf
     n30 = n90 = n365 = 0
     sp30 = sp90 = sp365 = 0.0
     cancelled = refunded = coupons = 0
@@ -148,7 +246,18 @@ def _orders(state: UserState, now: int, f: Features, config: FeatureConfig) -> N
     for o in state.orders.values():
         t = o[O_FIRST_TS]
         if t > now:
+            if t < hi:
+                hi = t
             continue
+        if t > lo:
+            lo = t
+        for end in (t + _D30, t + _D90, t + _D365):
+            if end > now:
+                if end < hi:
+                    hi = end
+                break
+            if end > lo:
+                lo = end
         flags = o[O_FLAGS]
         is_purchase = bool(flags & PURCHASE_FLAGS) and not flags & F_CANCELLED
         if is_purchase:
@@ -181,6 +290,7 @@ def _orders(state: UserState, now: int, f: Features, config: FeatureConfig) -> N
                 discount_share += disc / (total + disc)
             method = o[O_PAYMENT] if o[O_PAYMENT] in PAYMENT_METHODS else "other"
             pay[method] = pay.get(method, 0) + 1
+    f: Features = {}
     f["orders_30d"], f["orders_90d"], f["orders_365d"] = float(n30), float(n90), float(n365)
     f["spend_30d"], f["spend_90d"] = round(sp30, 2), round(sp90, 2)
     f["spend_365d"] = round(sp365, 2)
@@ -192,41 +302,7 @@ def _orders(state: UserState, now: int, f: Features, config: FeatureConfig) -> N
     f["avg_discount_365d"] = discount_share / n365 if n365 else None
     for m in _PAY_KEYS:
         f[m[1]] = pay.get(m[0], 0) / n365 if n365 else None
-    f["orders_lifetime"] = float(state.orders_lifetime)
-    f["recency_days"] = (now - last_order) / DAY_MS if last_order else None
-    f["first_order_days"] = (
-        (now - state.first_order_ts) / DAY_MS if state.first_order_ts else None
-    )
     purchase_times.sort()
-    _carts(state, now, f, purchase_times, config)
-
-
-def _carts(
-    state: UserState, now: int, f: Features, purchases: list[int], config: FeatureConfig
-) -> None:
-    """Carts whose conversion window has closed, and the share that never became an order."""
-    conv = config.cart_conversion_ms
-    start = now - 30 * DAY_MS
-    carts = abandoned = 0
-    for s in state.sessions.values():
-        if not s[S_ATC]:
-            continue
-        first_atc = s[S_FIRST_ATC]
-        deadline = s[S_LAST] + conv
-        if first_atc <= start or deadline > now:
-            continue
-        carts += 1
-        i = bisect_left(purchases, first_atc)
-        j = bisect_right(purchases, deadline)
-        if i >= j:
-            abandoned += 1
-    f["carts_30d"] = float(carts)
-    f["cart_abandonment_rate_30d"] = abandoned / carts if carts else None
-
-
-def _reviews(state: UserState, now: int, f: Features) -> None:
-    start = now - 365 * DAY_MS
-    ratings = [r for t, r in state.reviews if start < t <= now]
-    f["reviews_365d"] = float(len(ratings))
-    f["avg_rating_365d"] = sum(ratings) / len(ratings) if ratings else None
-    f["reviews_lifetime"] = float(state.reviews_lifetime)
+    result: _OrderWindows = (lo, hi, f, last_order, purchase_times, _with_orders(f))
+    state.__dict__["_orders_cache"] = result
+    return result
