@@ -55,7 +55,6 @@ class Aligner:
         self._queues: dict[int, dict[str, deque[tuple[int, int, Any]]]] = {}
         self._blocked_since: dict[tuple[str, int], int] = {}
         self._idle_ok: set[tuple[str, int]] = set()
-        self.idle_releases = 0
 
     def add(self, topic: str, partition: int, offset: int, ts: int, item: Any) -> None:
         """Buffer one consumed message (``ts`` = event time, or :data:`NO_TS`)."""
@@ -119,7 +118,6 @@ class Aligner:
         since = self._blocked_since.setdefault(key, now_ms)
         if now_ms - since >= self.max_idle_ms:
             self._idle_ok.add(key)
-            self.idle_releases += 1
             log.info("input idle; releasing its siblings without it",
                      extra={"ctx": {"topic": topic, "partition": partition,
                                     "waited_ms": now_ms - since}})

@@ -11,7 +11,6 @@ so no event is applied twice to the state even when the Kafka commit was lost.
 from __future__ import annotations
 
 import logging
-import shutil
 from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
@@ -130,7 +129,3 @@ class PartitionStore:
             log.warning("closing store %s with %d unflushed users; they will be rebuilt "
                         "from the input", self.path, len(self._dirty))
         self._db.close()
-
-    @staticmethod
-    def destroy(path: Path) -> None:
-        shutil.rmtree(path, ignore_errors=True)
