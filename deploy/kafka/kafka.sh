@@ -317,15 +317,21 @@ ensure_formatted() {
   fi
 }
 
+# One kafka.sh at a time per KAFKA home; fd 9 holds the lock until the script exits
+# (the broker itself is started with 9>&- so it does not inherit it).
+take_lock() {
+  mkdir -p "$KHOME"
+  exec 9>"$LOCK_FILE"
+  flock -w "$1" 9 || die "another kafka.sh is busy with $KHOME (lock $LOCK_FILE)"
+}
+
 # ---------------------------------------------------------------- commands
 cmd_start() {
   if external_cluster; then
     log "KAFKA_BOOTSTRAP_SERVERS=$KAFKA_BOOTSTRAP_SERVERS is set: using that existing cluster, starting nothing."
     return 0
   fi
-  mkdir -p "$KHOME"
-  exec 9>"$LOCK_FILE"
-  flock -w $((START_TIMEOUT + 60)) 9 || die "another kafka.sh is busy with $KHOME (lock $LOCK_FILE)"
+  take_lock $((START_TIMEOUT + 60))
 
   find_java
   local pid
@@ -394,9 +400,7 @@ cmd_stop() {
     log "KAFKA_BOOTSTRAP_SERVERS=$KAFKA_BOOTSTRAP_SERVERS is set: external cluster, nothing to stop."
     return 0
   fi
-  mkdir -p "$KHOME"
-  exec 9>"$LOCK_FILE"
-  flock -w $((STOP_TIMEOUT + 60)) 9 || die "another kafka.sh is busy with $KHOME (lock $LOCK_FILE)"
+  take_lock $((STOP_TIMEOUT + 60))
 
   local pid
   if pid="$(broker_pid)"; then

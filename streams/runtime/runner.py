@@ -163,7 +163,16 @@ class Worker:
         changes_ts: list[tuple[int, int]] = []
         produce = self.producer.produce
         on_delivery = self._on_delivery
-        caught_up = self._caught_up
+        # Memoised for this release: nothing new is consumed while it runs, and it asks
+        # about the same empty siblings once per released message.
+        memo: dict[tuple[str, int], bool | None] = {}
+
+        def caught_up(topic: str, part: int) -> bool | None:
+            key = (topic, part)
+            if key not in memo:
+                memo[key] = self._caught_up(topic, part)
+            return memo[key]
+
         released = 0
         counts: dict[tuple[str, str], int] = {}
         for topic, part, offset, (msg, event) in self.aligner.release(caught_up, now_ms):
