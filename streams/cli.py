@@ -58,12 +58,13 @@ def cli(ctx: click.Context, log_level: str | None) -> None:
 def worker(ctx: click.Context, max_batches: int | None) -> None:
     """Run a worker of the consumer group until SIGTERM/SIGINT."""
     from streams.kafka.clients import admin
-    from streams.kafka.topics import check_inputs
+    from streams.kafka.topics import check_inputs, configure_group
     from streams.runtime.app import build_worker
 
     s = _settings(ctx)
     try:
         check_inputs(s, admin(s))
+        configure_group(s, admin(s))
         w = build_worker(s)
     except STARTUP_ERRORS as exc:
         raise StartupError(str(exc)) from None

@@ -64,6 +64,17 @@ class Topics:
     dlq: str = "segstream.dlq"
     changes: str = "segments.changes"
     current: str = "segments.current"
+    # compacted: every user-state write, the source a store is restored from
+    changelog: str = "segstream.state-changelog"
+    # right-to-be-forgotten requests (keyed by user_id, co-partitioned with the inputs)
+    erase: str = "user.erase"
+    # one record per completed erasure, kept for the compliance trail
+    audit: str = "segstream.audit"
+    # churn-risk alerts and model events (drift detections)
+    alerts: str = "alerts.churn"
+    model_events: str = "segstream.model-events"
+    # LLM-enriched reviews (optional input; see streams.enrich)
+    enriched: str = "shop.reviews.enriched"
 
     @property
     def inputs(self) -> tuple[str, str, str]:
@@ -79,7 +90,26 @@ class Settings:
     # Static membership (e.g. the StatefulSet pod name): a restarted worker gets its
     # partitions back at once instead of after a rebalance.
     group_instance_id: str = ""
-    session_timeout_ms: int = 30_000
+    session_timeout_ms: int = 45_000
+    # "consumer" (KIP-848, Kafka >= 4.0: incremental, sticky, co-partitioning range
+    # assignment by the broker) or "classic" (eager range assignment, older brokers)
+    group_protocol: str = "consumer"
+    # "exactly_once": outputs, changelog and input offsets in one Kafka transaction per
+    # batch; "at_least_once": outputs flushed before offsets commit, ids deterministic
+    processing_guarantee: str = "exactly_once"
+    # Stable per process across restarts, so a restarted worker fences its zombie; empty:
+    # "<group>-<group_instance_id>" or an id kept in the state directory.
+    transactional_id: str = ""
+    transaction_timeout_ms: int = 60_000
+    # A repeated event_id for the same user within this window (event time) is ignored.
+    dedupe_window_s: int = 86_400
+    dedupe_max_ids: int = 512
+    # Time-based re-evaluation: each user is re-evaluated on this event-time grid when the
+    # partition's watermark passes it (0: off) ...
+    timer_granularity_s: int = 86_400
+    # ... and, when > 0, every N wall-clock seconds for idle partitions, as of
+    # now - allowed lateness (live deployments whose traffic can pause).
+    wall_clock_punctuation_s: int = 0
     client_id: str = "segstream"
     topics: Topics = field(default_factory=Topics)
     partitions: int = 6
@@ -176,6 +206,18 @@ class Settings:
         if not 6_000 <= self.session_timeout_ms <= 300_000:
             p.append("SEGSTREAM_SESSION_TIMEOUT_MS must be between 6000 and 300000 (the "
                      "broker's group.min/max.session.timeout.ms defaults)")
+        if self.group_protocol not in {"consumer", "classic"}:
+            p.append("SEGSTREAM_GROUP_PROTOCOL must be consumer (Kafka >= 4.0) or classic")
+        if self.processing_guarantee not in {"exactly_once", "at_least_once"}:
+            p.append("SEGSTREAM_PROCESSING_GUARANTEE must be exactly_once or at_least_once")
+        if not 1_000 <= self.transaction_timeout_ms <= 900_000:
+            p.append("SEGSTREAM_TRANSACTION_TIMEOUT_MS must be between 1000 and 900000 (the "
+                     "broker's transaction.max.timeout.ms default)")
+        if self.dedupe_window_s < 0 or self.dedupe_max_ids < 0:
+            p.append("SEGSTREAM_DEDUPE_WINDOW_S and SEGSTREAM_DEDUPE_MAX_IDS must be >= 0")
+        if self.timer_granularity_s < 0 or self.wall_clock_punctuation_s < 0:
+            p.append("SEGSTREAM_TIMER_GRANULARITY_S and SEGSTREAM_WALL_CLOCK_PUNCTUATION_S "
+                     "must be >= 0")
         if not 1 <= self.batch_size <= 100_000:
             p.append("SEGSTREAM_BATCH_SIZE must be between 1 and 100000")
         if self.align_max_idle_ms < 0:

@@ -21,15 +21,20 @@ START_TIMEOUT="${SEGSTREAM_KAFKA_START_TIMEOUT:-90}"
 STOP_TIMEOUT="${SEGSTREAM_KAFKA_STOP_TIMEOUT:-30}"
 HEAP_OPTS="${SEGSTREAM_KAFKA_HEAP_OPTS:--Xms256m -Xmx1g}"
 
+# One broker instance = config, data, pid file and lock below INSTANCE_DIR. It is the
+# KAFKA home unless SEGSTREAM_KAFKA_DATA names another directory, so a second broker (other
+# ports) shares the downloaded jars of the first but nothing else.
+INSTANCE_DIR="${SEGSTREAM_KAFKA_DATA:-$KHOME}"
+
 LIB_DIR="$KHOME/lib"                  # jar cache (survives stop --wipe / reset)
 LIB_MARKER="$LIB_DIR/.segstream-kafka-jars"
-CONF_DIR="$KHOME/config"              # regenerated on every start
-DATA_DIR="$KHOME/data"                # everything below is deleted by --wipe/reset
+CONF_DIR="$INSTANCE_DIR/config"       # regenerated on every start
+DATA_DIR="$INSTANCE_DIR/data"         # everything below is deleted by --wipe/reset
 LOG_DIRS="$DATA_DIR/kraft-combined-logs"
 APP_LOG_DIR="$DATA_DIR/logs"          # server.log (log4j2) + kafka.out (stdout/stderr)
 CLUSTER_ID_FILE="$DATA_DIR/cluster.id"
-PID_FILE="$KHOME/kafka.pid"
-LOCK_FILE="$KHOME/.kafka.sh.lock"
+PID_FILE="$INSTANCE_DIR/kafka.pid"
+LOCK_FILE="$INSTANCE_DIR/.kafka.sh.lock"
 SERVER_PROPS="$CONF_DIR/server.properties"
 
 log() { printf '[kafka.sh] %s\n' "$*"; }
@@ -51,7 +56,9 @@ Usage: $(basename "$0") <command>
 
 Environment: KAFKA_BOOTSTRAP_SERVERS (use an existing cluster, start nothing),
   SEGSTREAM_KAFKA_PORT (9092), SEGSTREAM_KAFKA_CONTROLLER_PORT (port+1),
-  SEGSTREAM_KAFKA_HOME (<repo>/.local/kafka), SEGSTREAM_KAFKA_START_TIMEOUT (90),
+  SEGSTREAM_KAFKA_HOME (<repo>/.local/kafka; jar cache in its lib/),
+  SEGSTREAM_KAFKA_DATA (SEGSTREAM_KAFKA_HOME; this broker's config/, data/, pid and lock),
+  SEGSTREAM_KAFKA_START_TIMEOUT (90),
   SEGSTREAM_KAFKA_STOP_TIMEOUT (30), SEGSTREAM_KAFKA_HEAP_OPTS (-Xms256m -Xmx1g)
 EOF
 }
@@ -233,6 +240,10 @@ auto.create.topics.enable=false
 delete.topic.enable=true
 num.partitions=1
 group.initial.rebalance.delay.ms=0
+# KIP-848 consumer groups: session timeouts are set per group by the workers
+# (SEGSTREAM_SESSION_TIMEOUT_MS); allow the short ones that tests and small clusters use.
+group.consumer.min.session.timeout.ms=6000
+group.consumer.min.heartbeat.interval.ms=1000
 
 # Small-machine sizing.
 num.network.threads=2
@@ -320,9 +331,9 @@ ensure_formatted() {
 # One kafka.sh at a time per KAFKA home; fd 9 holds the lock until the script exits
 # (the broker itself is started with 9>&- so it does not inherit it).
 take_lock() {
-  mkdir -p "$KHOME"
+  mkdir -p "$KHOME" "$INSTANCE_DIR"
   exec 9>"$LOCK_FILE"
-  flock -w "$1" 9 || die "another kafka.sh is busy with $KHOME (lock $LOCK_FILE)"
+  flock -w "$1" 9 || die "another kafka.sh is busy with $INSTANCE_DIR (lock $LOCK_FILE)"
 }
 
 # ---------------------------------------------------------------- commands
@@ -345,7 +356,7 @@ cmd_start() {
     local p
     for p in "$PORT" "$CONTROLLER_PORT"; do
       if port_open "$p"; then
-        err "port $HOST:$p is already in use by another process (not the broker managed in $KHOME):"
+        err "port $HOST:$p is already in use by another process (not the broker managed in $INSTANCE_DIR):"
         port_owner "$p" >&2 || true
         die "stop that process or choose other ports via SEGSTREAM_KAFKA_PORT / SEGSTREAM_KAFKA_CONTROLLER_PORT (or point KAFKA_BOOTSTRAP_SERVERS at an existing cluster)"
       fi

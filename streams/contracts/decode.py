@@ -30,6 +30,7 @@ import msgspec
 import orjson
 
 from streams.config import Settings
+from streams.contracts.enriched import EnrichedReview
 from streams.contracts.events import EVENT_TYPES, SUPPORTED_SCHEMA_VERSIONS, Event
 from streams.exceptions import InvalidEvent
 
@@ -134,6 +135,37 @@ class EventDecoder:
                 "future_timestamp", f"ts {ts} is {(ts - now_ms) // 1000}s ahead of the clock"
             )
         return event
+
+
+def decode_enriched(key: bytes | None, value: bytes | None, max_bytes: int) -> EnrichedReview:
+    """Decode a ``shop.reviews.enriched`` record, or raise :class:`InvalidEvent`.
+
+    Same reasons as input events; the key must be the ``user_id`` (co-partitioning).
+    """
+    if value is None or len(value) == 0:
+        raise InvalidEvent("empty", "message has no value")
+    if len(value) > max_bytes:
+        raise InvalidEvent("oversized", f"{len(value)} bytes exceeds the limit of {max_bytes}")
+    try:
+        data = orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidEvent("malformed_json", str(exc)) from None
+    if not isinstance(data, dict):
+        raise InvalidEvent("not_an_object", f"top-level JSON is {type(data).__name__}")
+    version = data.get("schema_version")
+    if isinstance(version, int) and version != 1:
+        raise InvalidEvent("unsupported_schema_version",
+                           f"schema_version {version} (supported: [1])")
+    try:
+        record = msgspec.convert(data, EnrichedReview, strict=True)
+    except msgspec.ValidationError as exc:
+        raise InvalidEvent(_reason_of(str(exc)), str(exc)) from None
+    if key is None:
+        raise InvalidEvent("missing_key", "message key must be the user_id")
+    if key != record.user_id.encode():
+        raise InvalidEvent("key_mismatch",
+                           "message key differs from user_id; state would be split")
+    return record
 
 
 def _reason_of(message: str) -> str:

@@ -37,6 +37,11 @@ STATUS_FLAG = {
 S_FIRST, S_LAST, S_CLICKS, S_ATC, S_FIRST_ATC = range(5)
 # Hourly click record slots: all clicks, views, add_to_cart.
 H_CLICKS, H_VIEWS, H_ATC = range(3)
+# Review text record slots: review time, sentiment in thousandths (-1000..1000), bitmasks
+# over models.text.result.ASPECTS (bit i = ASPECTS[i]) of the aspects mentioned, raised
+# negatively and raised positively, and who analysed it.
+T_TS, T_SCORE, T_MENTIONED, T_NEGATIVE, T_POSITIVE, T_SOURCE = range(6)
+SOURCE_LOCAL, SOURCE_LLM = 0, 1
 
 
 class UserState(msgspec.Struct, kw_only=True, omit_defaults=True, dict=True):
@@ -52,6 +57,8 @@ class UserState(msgspec.Struct, kw_only=True, omit_defaults=True, dict=True):
 
     # Order-window features memoised by ``vector`` (see ``streams.features.vector``).
     _orders_cache: ClassVar[Any] = None
+    # Review-text features memoised by ``vector`` the same way (see ``texts_changed``).
+    _texts_cache: ClassVar[Any] = None
 
     v: int = STATE_VERSION
     first_ts: int = 0
@@ -71,6 +78,21 @@ class UserState(msgspec.Struct, kw_only=True, omit_defaults=True, dict=True):
     segments: dict[str, list[int]] = {}
     # segment name -> ts of the last exit (for the dwell time before re-entry)
     exited: dict[str, int] = {}
+    # review event_id -> text record (slots T_*); the LLM's analysis replaces the local
+    # one for the same review whichever arrives first. Added after the fields above so
+    # states stored before it still decode.
+    texts: dict[str, list[int]] = {}
+    # recent input event ids as [ts, event_id], for de-duplication within a bounded window
+    seen: list[list[Any]] = []
+    # label snapshots waiting for their horizon (encoding owned by models.learn.labels)
+    pending: list[list[Any]] = []
+    # event time of the next time-based re-evaluation (0: none armed)
+    timer_due: int = 0
+
+
+def texts_changed(state: UserState) -> None:
+    """Forget what was derived from ``state.texts`` (call after changing a text record)."""
+    state.__dict__.pop("_texts_cache", None)
 
 
 def orders_changed(state: UserState) -> None:

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from models.text.result import ASPECTS, Analysis
+from streams.contracts.enriched import EnrichedReview
 from streams.contracts.events import ClickEvent, Event, OrderEvent, ReviewEvent
 from streams.features.state import (
     DAY_MS,
@@ -43,15 +45,23 @@ from streams.features.state import (
     S_FIRST,
     S_FIRST_ATC,
     S_LAST,
+    SOURCE_LLM,
+    SOURCE_LOCAL,
     STATUS_FLAG,
+    T_SOURCE,
+    T_TS,
     UserState,
     orders_changed,
+    texts_changed,
 )
 
 PURCHASE_FLAGS = F_PLACED | F_PAID | F_DELIVERED
 # Pruning only drops data outside every window, so its cadence changes no feature;
 # once a day of a user's event time bounds both the work and the extra memory.
 PRUNE_EVERY_HOURS = 24
+# Longest window over review texts (see streams.features.vector).
+TEXT_WINDOW_MS = 90 * DAY_MS
+_ASPECT_BIT = {a: 1 << i for i, a in enumerate(ASPECTS)}
 
 
 @dataclass(frozen=True)
@@ -74,14 +84,19 @@ DEFAULT_CONFIG = FeatureConfig()
 
 
 def update(
-    state: UserState | None, event: Event, config: FeatureConfig = DEFAULT_CONFIG
+    state: UserState | None, event: Event, config: FeatureConfig = DEFAULT_CONFIG, *,
+    analysis: Analysis | None = None,
 ) -> UserState:
-    """Return ``state`` with ``event`` folded in (a new state when ``state`` is None)."""
+    """Return ``state`` with ``event`` folded in (a new state when ``state`` is None).
+
+    ``analysis`` is the local text analysis of a review event; it becomes the review's
+    text record unless an LLM analysis of the same review is already there.
+    """
     if state is None:
         state = UserState(
             first_ts=event.ts_ms, last_ts=event.ts_ms, pruned_hour=event.ts_ms // HOUR_MS,
             click_min={}, click_hour={}, sessions={}, categories={}, orders={}, reviews=[],
-            segments={}, exited={},
+            segments={}, exited={}, texts={},
         )
     ts: int = event.ts  # type: ignore[assignment]
     state.events += 1
@@ -95,6 +110,8 @@ def update(
         _add_order(state, event, ts, config)
     elif isinstance(event, ReviewEvent):
         _add_review(state, event, ts)
+        if analysis is not None:
+            _add_text(state, event.event_id, ts, analysis, SOURCE_LOCAL, config)
     hour = state.last_ts // HOUR_MS
     if hour >= state.pruned_hour + PRUNE_EVERY_HOURS:
         prune(state, config)
@@ -173,6 +190,69 @@ def _add_review(state: UserState, ev: ReviewEvent, ts: int) -> None:
     state.reviews_lifetime += 1
 
 
+def text_record(ts: int, analysis: Analysis, source: int) -> list[int]:
+    """The compact per-review record (slots ``T_*`` of :mod:`streams.features.state`).
+
+    >>> from models.text.result import AspectMention
+    >>> text_record(5, Analysis(lang="en", sentiment=-0.5, label="negative", aspects=[
+    ...     AspectMention(aspect="price", polarity="negative")]), 0)
+    [5, -500, 2, 2, 0, 0]
+    """
+    mentioned = negative = positive = 0
+    for m in analysis.aspects:
+        bit = _ASPECT_BIT[m.aspect]
+        mentioned |= bit
+        if m.polarity == "negative":
+            negative |= bit
+        elif m.polarity == "positive":
+            positive |= bit
+    return [ts, round(analysis.sentiment * 1000), mentioned, negative, positive, source]
+
+
+def _add_text(state: UserState, review_id: str, ts: int, analysis: Analysis, source: int,
+              config: FeatureConfig) -> None:
+    prev = state.texts.get(review_id)
+    if prev is not None and prev[T_SOURCE] == SOURCE_LLM and source != SOURCE_LLM:
+        return  # the LLM's analysis stands, whichever arrived first
+    state.texts[review_id] = text_record(ts, analysis, source)
+    texts_changed(state)
+    if len(state.texts) > config.max_reviews:
+        _cap(state.texts, config.max_reviews, lambda r: (r[T_TS], r[T_SOURCE]))
+
+
+def apply_enrichment(
+    state: UserState | None, enriched: EnrichedReview, config: FeatureConfig = DEFAULT_CONFIG
+) -> UserState | None:
+    """Replace a review's local text analysis with the LLM's (``shop.reviews.enriched``).
+
+    Commutative with :func:`update`: the LLM record wins whether it arrives before or
+    after the review itself. Local fallbacks (``source == "local"``) and results for
+    reviews that left every text window change nothing. Returns ``None`` only when
+    ``state`` is None and nothing was recorded.
+
+    >>> from streams.contracts.events import ReviewEvent
+    >>> from streams.contracts.enriched import EnrichedReview
+    >>> ev = ReviewEvent(event_id="r1", user_id="u1", ts=1000, schema_version=1, rating=2,
+    ...                  text="slow")
+    >>> s = update(None, ev, analysis=Analysis(lang="en", sentiment=0.1, label="neutral"))
+    >>> llm = EnrichedReview(event_id="r1", user_id="u1", ts=1000, source="llm",
+    ...     analysis=Analysis(lang="en", sentiment=-0.6, label="negative"))
+    >>> apply_enrichment(s, llm).texts["r1"]
+    [1000, -600, 0, 0, 0, 1]
+    """
+    if enriched.source != "llm":
+        return state
+    ts = enriched.ts
+    if state is None:
+        state = UserState(first_ts=ts, last_ts=ts, pruned_hour=ts // HOUR_MS, click_min={},
+                          click_hour={}, sessions={}, categories={}, orders={}, reviews=[],
+                          segments={}, exited={}, texts={})
+    elif ts <= state.last_ts - TEXT_WINDOW_MS - config.lateness_ms:
+        return state
+    _add_text(state, enriched.event_id, ts, enriched.analysis, SOURCE_LLM, config)
+    return state
+
+
 def prune(state: UserState, config: FeatureConfig = DEFAULT_CONFIG) -> None:
     """Drop data older than every window plus the allowed lateness, and enforce caps."""
     now = state.last_ts
@@ -202,6 +282,13 @@ def prune(state: UserState, config: FeatureConfig = DEFAULT_CONFIG) -> None:
     if len(state.reviews) > config.max_reviews:
         state.reviews.sort()
         del state.reviews[: len(state.reviews) - config.max_reviews]
+    if state.texts:
+        cut_text = now - TEXT_WINDOW_MS - late
+        expired_texts = [rid for rid, r in state.texts.items() if r[T_TS] < cut_text]
+        for rid in expired_texts:
+            del state.texts[rid]
+        if expired_texts:
+            texts_changed(state)
 
 
 def _cap(d: dict, limit: int, key: object) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from bisect import bisect_left, bisect_right
 
+from models.text.result import ASPECTS
 from streams.features.state import (
     DAY_MS,
     F_CANCELLED,
@@ -33,6 +34,11 @@ from streams.features.state import (
     S_FIRST,
     S_FIRST_ATC,
     S_LAST,
+    T_MENTIONED,
+    T_NEGATIVE,
+    T_POSITIVE,
+    T_SCORE,
+    T_TS,
     UserState,
 )
 from streams.features.update import DEFAULT_CONFIG, PURCHASE_FLAGS, FeatureConfig
@@ -58,6 +64,58 @@ FEATURE_NAMES: tuple[str, ...] = (
     *(f"pay_share_{m}" for m in (*PAYMENT_METHODS, "other")),
     "reviews_365d", "avg_rating_365d", "reviews_lifetime",
 )
+# Review-text features (the local analyzer's or, once it arrives, the LLM's analysis).
+TEXT_FEATURE_NAMES: tuple[str, ...] = (
+    "text_reviews_90d", "sentiment_90d", "negative_review_share_90d", "complaints_90d",
+    *(f"{a}_mention_share_90d" for a in ASPECTS),
+    *(f"{a}_polarity_90d" for a in ASPECTS),
+    *(f"{a}_complaints_90d" for a in ASPECTS),
+    "quality_praise_90d", "logistics_complaints_after_order_14d",
+)
+FEATURE_NAMES = (*FEATURE_NAMES, *TEXT_FEATURE_NAMES)
+
+FEATURE_DOCS: dict[str, str] = {
+    **{f"clicks_{w}": f"clicks in the last {w}" for w in CLICK_WINDOWS},
+    **{f"sessions_{w}": f"sessions whose last click lies in the last {w}"
+       for w in CLICK_WINDOWS},
+    "views_30d": "product views in the last 30 days",
+    "add_to_cart_30d": "add-to-cart clicks in the last 30 days",
+    "add_to_cart_rate_30d": "add-to-cart clicks per view, last 30 days",
+    "carts_30d": "filled carts (sessions with add-to-cart) whose 24 h conversion window closed",
+    "cart_abandonment_rate_30d": "share of those carts not followed by an order",
+    "avg_session_clicks_30d": "clicks per session, last 30 days",
+    "distinct_categories_30d": "categories browsed or bought in the last 30 days",
+    "last_seen_days": "days since the user's latest event",
+    "tenure_days": "days since the user's first event",
+    "recency_days": "days since the latest purchase",
+    "first_order_days": "days since the first purchase",
+    "orders_lifetime": "purchases ever (placed, paid or delivered orders)",
+    **{f"orders_{w}": f"purchases in the last {w} (cancelled excluded)" for w in ORDER_WINDOWS},
+    **{f"spend_{w}": f"net spend in the last {w} (refunds subtracted)" for w in ORDER_WINDOWS},
+    "aov_365d": "average net order value, last 365 days",
+    "cancel_rate_365d": "cancelled orders per order attempt, last 365 days",
+    "refund_rate_365d": "refunded orders per purchase, last 365 days",
+    "coupon_share_365d": "share of purchases with a coupon, last 365 days",
+    "avg_discount_365d": "average discount as a share of the list price, last 365 days",
+    **{f"pay_share_{m}": f"share of purchases paid by {m}, last 365 days"
+       for m in (*PAYMENT_METHODS, "other")},
+    "reviews_365d": "reviews written in the last 365 days",
+    "avg_rating_365d": "average star rating, last 365 days",
+    "reviews_lifetime": "reviews ever written",
+    "text_reviews_90d": "reviews with analysed text in the last 90 days",
+    "sentiment_90d": "average text sentiment (-1 negative .. 1 positive), last 90 days",
+    "negative_review_share_90d": "share of those reviews whose text is negative",
+    "complaints_90d": "reviews with negative text or a criticised aspect, last 90 days",
+    **{f"{a}_mention_share_90d": f"share of reviews (90 days) that talk about {a}"
+       for a in ASPECTS},
+    **{f"{a}_polarity_90d": f"mean polarity (-1 .. 1) of the {a} mentions, last 90 days"
+       for a in ASPECTS},
+    **{f"{a}_complaints_90d": f"reviews criticising {a}, last 90 days" for a in ASPECTS},
+    "quality_praise_90d": "reviews praising quality, last 90 days",
+    "logistics_complaints_after_order_14d": (
+        "delivery complaints in the last 14 days made within 30 days after a purchase"),
+}
+"""What each feature means (``segstream features list``)."""
 
 
 def vector(
@@ -110,6 +168,7 @@ def vector(
             "reviews_lifetime": float(state.reviews_lifetime),
             "last_seen_days": (now - state.last_ts) / DAY_MS,
             "tenure_days": (now - state.first_ts) / DAY_MS,
+            **(_texts(state, now, oc[4]) if state.texts else _NO_TEXT),
         }
 
     # 1-minute buckets for the last hour ((now - 1 h) // 1 min == now // 1 min - 60).
@@ -182,12 +241,113 @@ def vector(
     f["reviews_lifetime"] = float(state.reviews_lifetime)
     f["last_seen_days"] = (now - state.last_ts) / DAY_MS
     f["tenure_days"] = (now - state.first_ts) / DAY_MS
+    if state.texts:
+        f.update(_texts(state, now, purchases))
     return f
 
 
+def _texts(state: UserState, now: int, purchases: list[int]) -> Features:
+    """Text features, memoised while no text record and no purchase changes and ``now``
+    stays between the same window boundaries (as for the order windows)."""
+    tc = state._texts_cache
+    if tc is None or tc[2] is not purchases or not tc[0] <= now < tc[1]:
+        tc = _text_windows(state.texts, now, purchases)
+        state.__dict__["_texts_cache"] = tc
+    result: Features = tc[3]
+    return result
+
+
+_ASPECT_BITS = tuple((1 << i, a) for i, a in enumerate(ASPECTS))
+_QUALITY_BIT = 1 << ASPECTS.index("quality")
+_LOGISTICS_BIT = 1 << ASPECTS.index("logistics")
+_NEGATIVE_MILLI = -200  # models.text.result.NEUTRAL_BAND in thousandths
+_NO_TEXT: Features = {
+    "text_reviews_90d": 0.0, "sentiment_90d": None, "negative_review_share_90d": None,
+    "complaints_90d": 0.0,
+    **{f"{a}_mention_share_90d": None for a in ASPECTS},
+    **{f"{a}_polarity_90d": None for a in ASPECTS},
+    **{f"{a}_complaints_90d": 0.0 for a in ASPECTS},
+    "quality_praise_90d": 0.0, "logistics_complaints_after_order_14d": 0.0,
+}
+
+
+_MENTION_KEYS = tuple(f"{a}_mention_share_90d" for a in ASPECTS)
+_POLARITY_KEYS = tuple(f"{a}_polarity_90d" for a in ASPECTS)
+_COMPLAINT_KEYS = tuple(f"{a}_complaints_90d" for a in ASPECTS)
+_BITS = tuple(bit for bit, _ in _ASPECT_BITS)
+
+
+def _text_windows(texts: dict[str, list[int]], now: int, purchases: list[int]
+                  ) -> tuple[int | float, int | float, list[int], Features]:
+    """Review-text features over the trailing 90 days (14 for the after-order complaints),
+    with the interval of ``now`` over which they stay the same: a record at ``t`` counts
+    iff ``t <= now < t + 90 d`` (recent iff ``now < t + 14 d``)."""
+    start, recent = now - _D90, now - 14 * _D1
+    lo: int | float = -math.inf
+    hi: int | float = math.inf
+    n = total = negative = complaints = praise = after_order = 0
+    mentions = [0, 0, 0, 0, 0]
+    negs = [0, 0, 0, 0, 0]
+    poss = [0, 0, 0, 0, 0]
+    for t, score, mentioned, neg, pos, _ in texts.values():  # slots T_*
+        if t > now:
+            if t < hi:
+                hi = t
+            continue
+        if t > lo:
+            lo = t
+        for end in (t + _D14, t + _D90):
+            if end > now:
+                if end < hi:
+                    hi = end
+                break
+            if end > lo:
+                lo = end
+        if t <= start:
+            continue
+        n += 1
+        total += score
+        if score <= _NEGATIVE_MILLI:
+            negative += 1
+            complaints += 1
+        elif neg:
+            complaints += 1
+        if mentioned:
+            for i, bit in enumerate(_BITS):
+                if mentioned & bit:
+                    mentions[i] += 1
+                    if neg & bit:
+                        negs[i] += 1
+                    elif pos & bit:
+                        poss[i] += 1
+            if pos & _QUALITY_BIT:
+                praise += 1
+            # a purchase in [t - 30 d, t] makes it a complaint about that delivery
+            if neg & _LOGISTICS_BIT and t > recent and \
+                    bisect_right(purchases, t) > bisect_left(purchases, t - _D30):
+                after_order += 1
+    if not n:
+        return lo, hi, purchases, _NO_TEXT
+    f: Features = {"text_reviews_90d": float(n), "sentiment_90d": total / n / 1000,
+                   "negative_review_share_90d": negative / n,
+                   "complaints_90d": float(complaints)}
+    for i, key in enumerate(_MENTION_KEYS):
+        f[key] = mentions[i] / n
+    for i, key in enumerate(_POLARITY_KEYS):
+        m = mentions[i]
+        f[key] = (poss[i] - negs[i]) / m if m else None
+    for i, key in enumerate(_COMPLAINT_KEYS):
+        f[key] = float(negs[i])
+    f["quality_praise_90d"] = float(praise)
+    f["logistics_complaints_after_order_14d"] = float(after_order)
+    return lo, hi, purchases, f
+
+
 _D1, _D7, _D30, _D90, _D365 = DAY_MS, 7 * DAY_MS, 30 * DAY_MS, 90 * DAY_MS, 365 * DAY_MS
-if (H_CLICKS, H_VIEWS, H_ATC, S_FIRST, S_LAST, S_CLICKS, S_ATC, S_FIRST_ATC) != (
-        0, 1, 2, 0, 1, 2, 3, 4):
+_D14 = 14 * DAY_MS
+if (H_CLICKS, H_VIEWS, H_ATC, S_FIRST, S_LAST, S_CLICKS, S_ATC, S_FIRST_ATC, T_TS, T_SCORE,
+        T_MENTIONED, T_NEGATIVE, T_POSITIVE, len(ASPECTS)) != (
+        0, 1, 2, 0, 1, 2, 3, 4, 0, 1, 2, 3, 4, 5):
     raise ImportError("vector() hard-codes the record slots of streams.features.state")
 
 # Order-window features of a user without any order record (nothing is undefined-free).
@@ -213,7 +373,8 @@ _TAIL_KEYS = (
 
 
 def _with_orders(order_features: Features) -> Features:
-    return {**dict.fromkeys(_CLICK_KEYS), **order_features, **dict.fromkeys(_TAIL_KEYS)}
+    return {**dict.fromkeys(_CLICK_KEYS), **order_features, **dict.fromkeys(_TAIL_KEYS),
+            **_NO_TEXT}
 
 
 # (valid from, valid until, order-window features, last purchase time, sorted purchase

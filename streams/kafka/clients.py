@@ -25,24 +25,45 @@ def consumer_config(settings: Settings, **extra: Any) -> dict[str, Any]:
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,
         "auto.offset.reset": "earliest",
-        # Range assignment keeps partition n of every input topic on the same worker,
-        # which the per-partition-number state store relies on (co-partitioning).
-        "partition.assignment.strategy": "range",
         "isolation.level": "read_committed",
-        "session.timeout.ms": settings.session_timeout_ms,
         "max.poll.interval.ms": 300_000,
         "statistics.interval.ms": 5_000,
         "fetch.wait.max.ms": 100,
         # End-of-partition events tell the event-time alignment that a topic is caught up.
         "enable.partition.eof": True,
     })
+    # Partition n of every input topic must land on the same worker: the state store is
+    # per partition number (co-partitioning). Both protocols use range assignment; the
+    # KIP-848 broker-side range assignor is also sticky and moves partitions incrementally
+    # (no stop-the-world rebalance), which is why it is the default.
+    if settings.group_protocol == "consumer":
+        conf.update({"group.protocol": "consumer", "group.remote.assignor": "range"})
+    else:
+        conf.update({"group.protocol": "classic", "partition.assignment.strategy": "range",
+                     "session.timeout.ms": settings.session_timeout_ms})
     if settings.group_instance_id:
         conf["group.instance.id"] = settings.group_instance_id
     conf.update(extra)
     return conf
 
 
-def producer_config(settings: Settings, **extra: Any) -> dict[str, Any]:
+def restore_consumer_config(settings: Settings) -> dict[str, Any]:
+    """A group-less consumer that reads a changelog partition to its end."""
+    conf = settings.kafka_common()
+    conf.update({
+        "group.id": f"{settings.group_id}.restore",  # never joins: assign() only
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "auto.offset.reset": "earliest",
+        "isolation.level": "read_committed",
+        "enable.partition.eof": True,
+        "fetch.wait.max.ms": 50,
+    })
+    return conf
+
+
+def producer_config(settings: Settings, transactional_id: str | None = None,
+                    **extra: Any) -> dict[str, Any]:
     conf = settings.kafka_common()
     conf.update({
         "enable.idempotence": True,
@@ -51,6 +72,11 @@ def producer_config(settings: Settings, **extra: Any) -> dict[str, Any]:
         "compression.type": "lz4",
         "message.timeout.ms": 120_000,
     })
+    if transactional_id:
+        conf["transactional.id"] = transactional_id
+        conf["transaction.timeout.ms"] = settings.transaction_timeout_ms
+        # a transaction must be able to finish within its timeout
+        conf["message.timeout.ms"] = settings.transaction_timeout_ms
     conf.update(extra)
     return conf
 

@@ -37,6 +37,16 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(t.changes, n, {"retention.ms": str(30 * 86_400_000)}),
         TopicSpec(t.current, n, {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000",
                                  "segment.ms": "3600000"}),
+        # State changelog: compacted, co-partitioned with the inputs (partition n restores
+        # store n). Tombstones of erased users stay a day so every restoring store sees them.
+        TopicSpec(t.changelog, n, {"cleanup.policy": "compact", "segment.ms": "3600000",
+                                   "min.cleanable.dirty.ratio": "0.1",
+                                   "delete.retention.ms": str(86_400_000)}),
+        TopicSpec(t.erase, n, {"retention.ms": str(30 * 86_400_000)}),
+        TopicSpec(t.audit, n, {"retention.ms": str(5 * 365 * 86_400_000)}),
+        TopicSpec(t.alerts, n, {"retention.ms": str(30 * 86_400_000)}),
+        TopicSpec(t.model_events, 1, {"retention.ms": str(90 * 86_400_000)}),
+        TopicSpec(t.enriched, n, {"retention.ms": str(7 * 86_400_000)}),
     ]
 
 
@@ -83,8 +93,9 @@ def check_inputs(settings: Settings, admin: AdminClient, timeout: float = 30.0) 
         ) from None
     counts: dict[str, int] = {}
     missing = []
-    for name in (*settings.topics.inputs, settings.topics.dlq, settings.topics.changes,
-                 settings.topics.current):
+    t = settings.topics
+    for name in (*t.inputs, t.dlq, t.changes, t.current, t.changelog, t.erase, t.audit,
+                 t.alerts, t.model_events):
         topic = md.topics.get(name)
         if topic is None or topic.error is not None:
             missing.append(name)
@@ -93,10 +104,45 @@ def check_inputs(settings: Settings, admin: AdminClient, timeout: float = 30.0) 
     if missing:
         raise ConfigError(f"topics missing: {', '.join(missing)}; create them with "
                           "`segstream topics create`")
-    inputs = {n: counts[n] for n in settings.topics.inputs}
+    inputs = {n: counts[n] for n in (*t.inputs, t.erase, t.changelog)}
     if len(set(inputs.values())) != 1:
         raise ConfigError(
             f"input topics must have the same partition count (co-partitioned by user_id), "
             f"got {inputs}; recreate or expand them to one count"
         )
     return next(iter(inputs.values()))
+
+
+def configure_group(settings: Settings, admin: AdminClient, timeout: float = 30.0) -> None:
+    """Apply the session timeout to the consumer group (KIP-848 groups take it from the
+    broker's group configuration, not from the client).
+
+    Raises
+    ------
+    ConfigError
+        When the broker refuses the value (outside its allowed range).
+    """
+    if settings.group_protocol != "consumer":
+        return
+    from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, ResourceType
+
+    ms = settings.session_timeout_ms
+    entries = [
+        ConfigEntry("consumer.session.timeout.ms", str(ms),
+                    incremental_operation=AlterConfigOpType.SET),
+        ConfigEntry("consumer.heartbeat.interval.ms", str(max(1000, min(5000, ms // 3))),
+                    incremental_operation=AlterConfigOpType.SET),
+    ]
+    res = ConfigResource(ResourceType.GROUP, settings.group_id, incremental_configs=entries)
+    try:
+        for fut in admin.incremental_alter_configs([res], request_timeout=timeout).values():
+            fut.result()
+    except KafkaException as exc:
+        err = exc.args[0]
+        if err.name() in ("INVALID_CONFIG", "INVALID_REQUEST", "POLICY_VIOLATION"):
+            raise ConfigError(
+                f"the broker refused SEGSTREAM_SESSION_TIMEOUT_MS={ms} for group "
+                f"{settings.group_id!r}: {err.str()}; choose a value within the broker's "
+                "group.consumer.min/max.session.timeout.ms (45000 by default) or lower "
+                "group.consumer.min.session.timeout.ms on the brokers") from None
+        raise KafkaIOError(f"cannot configure group {settings.group_id}: {err.str()}") from None

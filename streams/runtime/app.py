@@ -20,7 +20,10 @@ def build_policy(settings: Settings) -> SegmentPolicy:
 
 
 def build_processor(settings: Settings) -> Processor:
-    return Processor(build_policy(settings), lateness_ms=settings.allowed_lateness_s * 1000)
+    return Processor(build_policy(settings), lateness_ms=settings.allowed_lateness_s * 1000,
+                     dedupe_window_ms=settings.dedupe_window_s * 1000,
+                     dedupe_max_ids=settings.dedupe_max_ids,
+                     timer_granularity_ms=settings.timer_granularity_s * 1000)
 
 
 def build_worker(

@@ -34,11 +34,16 @@ class Source:
 @dataclass(slots=True)
 class Result:
     """The outputs of one event: change records (``segments.changes``) and, when the
-    membership changed, the user's new current record (``segments.current``)."""
+    membership changed, the user's new current record (``segments.current``).
+
+    ``duplicate`` marks an event whose id the user's state has already seen: nothing
+    changed and nothing is to be published.
+    """
 
     state: UserState
     changes: list[dict[str, Any]] = field(default_factory=list)
     current: dict[str, Any] | None = None
+    duplicate: bool = False
 
 
 def iso(ms: int) -> str:
@@ -70,25 +75,72 @@ class Processor:
         policy: SegmentPolicy,
         lateness_ms: int,
         model_version: str | None = None,
+        *,
+        dedupe_window_ms: int = 86_400_000,
+        dedupe_max_ids: int = 512,
+        timer_granularity_ms: int = 86_400_000,
     ) -> None:
         self.policy = policy
         self.lateness_ms = lateness_ms
         self.feature_config = FeatureConfig(lateness_ms=lateness_ms)
         self.model_version = model_version
+        self.dedupe_window_ms = dedupe_window_ms
+        self.dedupe_max_ids = dedupe_max_ids
+        self.timer_granularity_ms = timer_granularity_ms
 
     def process(self, state: UserState | None, event: Event, source: Source) -> Result:
-        """Return the new state and outputs; raise ``InvalidEvent('late')`` for late data."""
+        """Return the new state and outputs; raise ``InvalidEvent('late')`` for late data.
+
+        An event id the user's state has seen within the de-duplication window yields
+        ``Result(duplicate=True)`` and changes nothing (producers retry, pipelines replay).
+        """
         ts = event.ts_ms
-        if state is not None and ts < state.last_ts - self.lateness_ms:
-            raise InvalidEvent(
-                "late",
-                f"event time {iso(ts)} is more than {self.lateness_ms // 1000}s behind the "
-                f"user's latest event {iso(state.last_ts)}",
-            )
+        if state is not None:
+            if self.dedupe_max_ids and any(e[1] == event.event_id for e in state.seen):
+                return Result(state, duplicate=True)
+            if ts < state.last_ts - self.lateness_ms:
+                raise InvalidEvent(
+                    "late",
+                    f"event time {iso(ts)} is more than {self.lateness_ms // 1000}s behind "
+                    f"the user's latest event {iso(state.last_ts)}",
+                )
         state = update(state, event, self.feature_config)
+        if self.dedupe_max_ids:
+            self._remember(state, ts, event.event_id)
         origin = {"topic": source.topic, "partition": source.partition,
                   "offset": source.offset, "event_id": event.event_id, "event_ts_ms": ts}
         return self._evaluate(event.user_id, state, state.last_ts, source, origin)
+
+    def _remember(self, state: UserState, ts: int, event_id: str) -> None:
+        seen = state.seen
+        seen.append([ts, event_id])
+        horizon = state.last_ts - self.dedupe_window_ms
+        if seen[0][0] < horizon or len(seen) > self.dedupe_max_ids:
+            kept = [e for e in seen if e[0] >= horizon]
+            state.seen = kept[-self.dedupe_max_ids:]
+
+    def fire_timer(self, user_id: str, state: UserState, due: int) -> Result:
+        """Re-evaluate a user whose timer is due: time passing alone can change segments
+        (dormant after 60 days, leaving high_activity when the week empties).
+
+        The change ids depend only on the user and the due time, so a restarted worker
+        that fires the same timer again produces the same records.
+        """
+        origin = {"topic": "timer", "partition": -1, "offset": due, "event_id": None,
+                  "event_ts_ms": None, "punctuation": True}
+        return self._evaluate(user_id, state, max(due, state.last_ts),
+                              Source("timer", -1, due), origin)
+
+    def next_timer(self, state: UserState, as_of: int) -> int:
+        """When to re-evaluate next: the next point of the event-time grid, while time can
+        still change something (the user has activity within the longest window or is a
+        member of a segment); 0 when nothing is left to wait for."""
+        g = self.timer_granularity_ms
+        if not g:
+            return 0
+        if not state.segments and as_of - state.last_ts > 400 * 86_400_000:
+            return 0
+        return (as_of // g + 1) * g
 
     def tick(self, user_id: str, state: UserState, as_of: int, source: Source) -> Result:
         """Re-evaluate a user at ``as_of`` without a new event (time passing).
@@ -105,6 +157,7 @@ class Processor:
                   origin: dict[str, Any]) -> Result:
         features = vector(state, as_of, self.feature_config)
         found = self.policy.evaluate(state.segments, state.exited, features, as_of)
+        state.timer_due = self.next_timer(state, as_of)
         result = Result(state)
         if not found:
             return result

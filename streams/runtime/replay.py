@@ -9,7 +9,9 @@ event-time order (stable for equal timestamps), and invalid lines are written to
 from __future__ import annotations
 
 import base64
+import heapq
 import time
+import zlib
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -33,6 +35,7 @@ _TYPE_RANK = {"click": 0, "order": 1, "review": 2}
 class ReplayReport:
     lines: int = 0
     events: int = 0
+    duplicates: int = 0
     dead_letters: Counter[str] = field(default_factory=Counter)
     changes: int = 0
     users: int = 0
@@ -44,7 +47,7 @@ class ReplayReport:
         return self.lines / self.seconds if self.seconds else 0.0
 
     def as_dict(self) -> dict[str, Any]:
-        return {"lines": self.lines, "events": self.events,
+        return {"lines": self.lines, "events": self.events, "duplicates": self.duplicates,
                 "dead_letters": dict(self.dead_letters), "changes": self.changes,
                 "users": self.users, "segment_sizes": self.segment_sizes,
                 "seconds": round(self.seconds, 3),
@@ -59,9 +62,15 @@ def replay(
     decoder: EventDecoder,
     assume_sorted: bool = False,
     finalize: bool = True,
+    partitions: int = 0,
 ) -> ReplayReport:
     """Process ``path`` and write ``changes.jsonl``, ``snapshot.jsonl``, ``dlq.jsonl`` and
     ``summary.json`` to ``out_dir``.
+
+    Users' timers fire as event time passes, as in the worker. The worker's event time
+    advances per partition; with ``partitions`` > 0 the replay does the same, placing users
+    as Kafka's default (CRC32 ``consistent``) partitioner does, so it reproduces a worker
+    run exactly; with 0 all users share one clock.
 
     With ``finalize`` every user is re-evaluated as of the last event time in the file,
     so the snapshot says who is dormant or no longer new *at the end of the data*, not
@@ -80,14 +89,34 @@ def replay(
             # Same tie-break as the worker's topic alignment: click, order, review.
             events = iter(sorted(events, key=lambda item: (item[1].ts_ms,
                                                            _TYPE_RANK[item[1].type], item[0])))
+        timers: dict[int, list[tuple[int, str]]] = {}
         for lineno, event in events:
+            part = zlib.crc32(event.user_id.encode()) % partitions if partitions else 0
+            heap = timers.setdefault(part, [])
+            while heap and heap[0][0] < event.ts_ms:
+                due, user = heapq.heappop(heap)
+                st = states[user]
+                if st.timer_due != due:
+                    continue  # re-armed since
+                res = processor.fire_timer(user, st, due)
+                if res.state.timer_due:
+                    heapq.heappush(heap, (res.state.timer_due, user))
+                for ch in res.changes:
+                    changes.write(orjson.dumps(ch) + b"\n")
+                    report.changes += 1
             try:
                 result = processor.process(states.get(event.user_id), event,
                                            Source(name, 0, lineno))
             except InvalidEvent as exc:
                 _write_dlq(dlq, lineno, exc, msgspec.json.encode(event), report)
                 continue
+            if result.duplicate:
+                report.duplicates += 1
+                continue
+            before = states[event.user_id].timer_due if event.user_id in states else 0
             states[event.user_id] = result.state
+            if result.state.timer_due and result.state.timer_due != before:
+                heapq.heappush(heap, (result.state.timer_due, event.user_id))
             report.events += 1
             for ch in result.changes:
                 changes.write(orjson.dumps(ch) + b"\n")

@@ -1,18 +1,26 @@
 """The worker's consume loop: poll, decode, process, produce, commit. All of it, here.
 
-Guarantee: at-least-once output with exactly-once *state*. Per batch:
+Exactly-once (the default, ``SEGSTREAM_PROCESSING_GUARANTEE=exactly_once``). Per batch:
 
-1. every output (segment changes, current records, dead letters) is produced and the
-   producer flushed; any failed delivery stops the worker before anything is committed;
-2. the touched users' states and the next input offsets are written to the partition's
-   RocksDB store in one atomic batch;
-3. the same offsets are committed to the consumer group (asynchronously; synchronously
-   when partitions are revoked and at shutdown).
+1. the transaction begins with the batch's first output;
+2. every output (segment changes, current records, alerts, dead letters, audit records)
+   and every state write (the partition's changelog topic) is produced in it;
+3. the input positions are sent to the transaction (``send_offsets_to_transaction``) and
+   the transaction commits: outputs, state and offsets become visible together or not at
+   all;
+4. the same state writes go to the local RocksDB store with the changelog offset as its
+   checkpoint (after the commit: the store never holds uncommitted state).
 
-After a crash the worker resumes from the store's offsets (which are never behind the
-group's), so the state never counts an event twice; outputs of a batch that was produced
-but not stored are produced again (same deterministic ids), which downstream consumers
-de-duplicate by ``event_id``.
+An abortable error aborts the transaction, forgets the batch's state writes and rewinds
+the consumer to the committed positions; a fenced or fatal producer stops the worker (a
+newer instance owns its transactional id). A store behind the changelog (a crash between
+3 and 4, a partition that moved) is brought up to date from the changelog on assignment
+(:mod:`streams.runtime.changelog`).
+
+At-least-once (``at_least_once``): outputs and changelog records are flushed before the
+store is written and the offsets committed; after a crash a batch's outputs are produced
+again with the same deterministic ids, and the user states de-duplicate the replayed
+events by ``event_id``.
 """
 
 from __future__ import annotations
@@ -23,25 +31,41 @@ import signal
 import socket
 import threading
 import time
+import uuid
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import Any, cast
 
 import orjson
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
 
 from streams.config import Settings
 from streams.contracts.decode import EventDecoder
+from streams.contracts.erase import EraseRequest, audit_record, decode_erase
 from streams.exceptions import DeliveryError, InvalidEvent, KafkaIOError
-from streams.kafka.clients import consumer_config, producer_config
+from streams.kafka.clients import consumer_config, producer_config, restore_consumer_config
 from streams.kafka.dlq import dlq_headers
 from streams.metrics import WorkerMetrics
 from streams.runtime.align import NO_TS, Aligner
-from streams.runtime.processor import Processor, Source, dumps
+from streams.runtime.changelog import restore_partition
+from streams.runtime.processor import Processor, Result, Source, dumps, iso
 from streams.runtime.store import PartitionStore
 
 log = logging.getLogger(__name__)
+
+
+class TransactionAborted(Exception):
+    """The batch's transaction was aborted and the consumer rewound (internal signal)."""
 
 
 class Worker:
@@ -54,7 +78,8 @@ class Worker:
     processor, decoder, metrics
         The pure processing core, the decode boundary and the metric families.
     consumer_factory, producer_factory
-        Build the Kafka clients from a config dict (tests inject wrappers here).
+        Build the Kafka clients from a config dict (tests inject wrappers here); the
+        consumer factory also builds the group-less changelog restore consumer.
     clock
         Wall clock in seconds; injected for tests of timestamp sanity checks.
     """
@@ -75,27 +100,59 @@ class Worker:
         self.decoder = decoder
         self.metrics = metrics
         self.clock = clock
+        self.eos = settings.processing_guarantee == "exactly_once"
         self.instance = f"{socket.gethostname()}:{os.getpid()}"
+        self.owner = self._owner_id()
+        self.transactional_id = (settings.transactional_id
+                                 or f"{settings.group_id}-{self.owner}")
         self.stores: dict[int, PartitionStore] = {}
         self._stop = threading.Event()
         self._delivery_errors: list[str] = []
         self._acked: dict[str, int] = {}
+        self._changelog_hi: dict[int, int] = {}
+        t = settings.topics
+        self._inputs = (*t.inputs, t.erase)
         self.consumer = consumer_factory(
             consumer_config(settings, stats_cb=self._on_stats, error_cb=self._on_error,
                             on_commit=self._on_commit)
         )
-        self.producer = producer_factory(producer_config(settings, error_cb=self._on_error))
+        self._consumer_factory = consumer_factory
+        self.producer = producer_factory(producer_config(
+            settings, self.transactional_id if self.eos else None, error_cb=self._on_error))
+        self._in_txn = False
+        if self.eos:
+            # Fences any older producer with this transactional id (a zombie of this
+            # instance) and aborts its open transaction.
+            self._txn_call("init_transactions", settings.transaction_timeout_ms / 1000)
         self._fatal: KafkaError | None = None
-        self.aligner = Aligner(settings.topics.inputs, settings.align_max_idle_ms)
+        self.aligner = Aligner(self._inputs, settings.align_max_idle_ms)
         self._consumed: dict[tuple[str, int], int] = {}
         self._eof: dict[tuple[str, int], int] = {}  # end of partition seen, at this watermark
         self._start: dict[tuple[str, int], int] = {}
         self._paused: set[tuple[str, int]] = set()
         self._uncommitted: dict[tuple[str, int], int] = {}
+        self._assigned: set[tuple[str, int]] = set()
+        self._members: dict[int, Counter[str]] = {}
+        self._last_punctuation = time.monotonic()
         self.batches = 0
         self.processed = 0
+        self.duplicates = 0
         self.dead_letters: dict[str, int] = {}
         self._last_report = time.monotonic()
+
+    def _owner_id(self) -> str:
+        """A name for this instance that survives restarts: the static group member id,
+        else an id kept in the state directory (so a restarted worker reuses its
+        transactional id and fences its zombie)."""
+        if self.settings.group_instance_id:
+            return self.settings.group_instance_id
+        path = self.settings.state_dir / self.settings.group_id / "instance.id"
+        if path.is_file():
+            return path.read_text().strip()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        ident = f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
+        path.write_text(ident + "\n")
+        return ident
 
     # ------------------------------------------------------------------ control
     def stop(self, *_: object) -> None:
@@ -113,20 +170,23 @@ class Worker:
 
     def run(self, max_batches: int | None = None) -> None:
         """Consume until :meth:`stop` (or ``max_batches``); always leave the group cleanly."""
-        t = self.settings.topics
-        self.consumer.subscribe(list(t.inputs), on_assign=self._on_assign,
+        self.consumer.subscribe(list(self._inputs), on_assign=self._on_assign,
                                 on_revoke=self._on_revoke, on_lost=self._on_lost)
-        log.info("worker started", extra={"ctx": {"instance": self.instance,
-                                                  "topics": list(t.inputs),
-                                                  "group": self.settings.group_id}})
+        log.info("worker started", extra={"ctx": {
+            "instance": self.instance, "owner": self.owner, "topics": list(self._inputs),
+            "group": self.settings.group_id, "guarantee": self.settings.processing_guarantee,
+            "transactional_id": self.transactional_id if self.eos else None}})
         try:
             while not self._stop.is_set():
                 if self._fatal is not None:
                     raise KafkaIOError(f"fatal Kafka error: {self._fatal.str()}")
                 msgs = self.consumer.consume(self.settings.batch_size,
                                              self.settings.poll_timeout_s)
-                if msgs or self.aligner.buffered():
-                    self._process_batch(msgs)
+                if msgs or self.aligner.buffered() or self._punctuation_due():
+                    try:
+                        self._process_batch(msgs)
+                    except TransactionAborted:
+                        continue
                     if max_batches is not None and self.batches >= max_batches:
                         break
         finally:
@@ -134,8 +194,8 @@ class Worker:
 
     # -------------------------------------------------------------- the batch
     def _process_batch(self, msgs: list[Message]) -> None:
-        s = self.settings
         now_ms = int(self.clock() * 1000)
+        erase_topic = self.settings.topics.erase
         # 1. decode everything consumed and buffer it per topic-partition
         for msg in msgs:
             err = msg.error()
@@ -153,6 +213,10 @@ class Worker:
             self._consumed[(topic, part)] = offset + 1
             self._eof.pop((topic, part), None)
             try:
+                if topic == erase_topic:
+                    req = decode_erase(msg.value())
+                    self.aligner.add(topic, part, offset, req.ts_ms, (msg, req))
+                    continue
                 event = self.decoder.decode(topic, msg.key(), msg.value(), now_ms)
             except InvalidEvent as exc:
                 self.aligner.add(topic, part, offset, NO_TS, (msg, exc))
@@ -161,8 +225,6 @@ class Worker:
         # 2. process what is safe to release, in event-time order per partition number
         positions: dict[tuple[str, int], int] = {}
         changes_ts: list[tuple[int, int]] = []
-        produce = self.producer.produce
-        on_delivery = self._on_delivery
         # Memoised for this release: nothing new is consumed while it runs, and it asks
         # about the same empty siblings once per released message.
         memo: dict[tuple[str, int], bool | None] = {}
@@ -175,30 +237,40 @@ class Worker:
 
         released = 0
         counts: dict[tuple[str, str], int] = {}
-        for topic, part, offset, (msg, event) in self.aligner.release(caught_up, now_ms):
+        for topic, part, offset, (msg, item) in self.aligner.release(caught_up, now_ms):
             released += 1
             positions[(topic, part)] = offset + 1
-            if isinstance(event, InvalidEvent):
-                self._dead_letter(msg, event)
+            if isinstance(item, InvalidEvent):
+                self._dead_letter(msg, item)
                 continue
+            if isinstance(item, EraseRequest):
+                self._erase(part, item)
+                continue
+            event = item
             store = self.stores[part]
+            # time passing before this event: users whose timer is due fire first
+            due = store.next_due()
+            if due is not None and due < event.ts_ms:
+                self._fire_timers(part, store, event.ts_ms - 1, "watermark")
             try:
                 result = self.processor.process(store.get(event.user_id), event,
                                                 Source(topic, part, offset))
             except InvalidEvent as exc:
                 self._dead_letter(msg, exc)
                 continue
+            if result.duplicate:
+                self.duplicates += 1
+                self.metrics.duplicates.labels(topic).inc()
+                continue
             counts[(topic, event.type)] = counts.get((topic, event.type), 0) + 1
             store.put(event.user_id, result.state)
-            if result.changes and result.current is not None:
-                key = msg.key()
-                for ch in result.changes:
-                    produce(s.topics.changes, key=key, value=dumps(ch), on_delivery=on_delivery)
-                    self.metrics.changes.labels(ch["segment"], ch["change"]).inc()
-                produce(s.topics.current, key=key, value=dumps(result.current),
-                        on_delivery=on_delivery)
+            if result.changes:
+                self._emit(part, msg.key(), result)
                 changes_ts.append((event.ts_ms, msg.timestamp()[1]))
-        # 3. outputs, state and offsets of what was released
+        # 3. wall-clock punctuation for partitions with nothing buffered (optional)
+        if self._punctuation_due():
+            self._punctuate(now_ms)
+        # 4. outputs, state and offsets of what was processed
         self._commit(positions, changes_ts)
         for (topic, etype), n in counts.items():
             self.metrics.events.labels(topic, etype).inc(n)
@@ -208,6 +280,88 @@ class Worker:
         self.metrics.batch_size.observe(released)
         self._report_progress()
 
+    def _produce(self, topic: str, key: bytes | None, value: bytes | None,
+                 partition: int | None = None, headers: Any = None) -> None:
+        """Every output goes through here: inside the batch's transaction when exactly-once."""
+        if self.eos and not self._in_txn:
+            self._txn_call("begin_transaction")
+            self._in_txn = True
+        kwargs: dict[str, Any] = {"key": key, "value": value, "on_delivery": self._on_delivery}
+        if partition is not None:
+            kwargs["partition"] = partition
+        if headers is not None:
+            kwargs["headers"] = headers
+        while True:
+            try:
+                self.producer.produce(topic, **kwargs)
+                return
+            except BufferError:
+                self.producer.poll(0.1)  # local queue full: serve deliveries, then retry
+
+    def _emit(self, part: int, key: bytes | None, result: Result) -> None:
+        t = self.settings.topics
+        members = self._members.setdefault(part, Counter())
+        for ch in result.changes:
+            self._produce(t.changes, key, dumps(ch))
+            self.metrics.changes.labels(ch["segment"], ch["change"]).inc()
+            members[ch["segment"]] += 1 if ch["change"] == "entered" else -1
+        if result.current is not None:
+            self._produce(t.current, key, dumps(result.current))
+
+    def _fire_timers(self, part: int, store: PartitionStore, upto: int, trigger: str,
+                     as_of: int | None = None) -> int:
+        fired = 0
+        for user_id in store.pop_due(upto):
+            state = store.get(user_id)
+            if state is None:
+                continue
+            result = self.processor.fire_timer(
+                user_id, state, state.timer_due if as_of is None else as_of)
+            store.put(user_id, result.state)
+            if result.changes:
+                self._emit(part, user_id.encode(), result)
+            fired += 1
+        if fired:
+            self.metrics.timers_fired.labels(trigger).inc(fired)
+        return fired
+
+    def _punctuation_due(self) -> bool:
+        every = self.settings.wall_clock_punctuation_s
+        return bool(every) and time.monotonic() - self._last_punctuation >= every
+
+    def _punctuate(self, now_ms: int) -> None:
+        """Wall-clock time passes for partitions whose inputs are idle: users whose timer
+        lies before now minus the allowed lateness are re-evaluated as of that time."""
+        self._last_punctuation = time.monotonic()
+        as_of = now_ms - self.settings.allowed_lateness_s * 1000
+        for part, store in self.stores.items():
+            if self.aligner.buffered(part):
+                continue
+            self._fire_timers(part, store, as_of, "wall_clock", as_of=as_of)
+
+    def _erase(self, part: int, req: EraseRequest) -> None:
+        """Forget a user: state (changelog tombstone), current record (tombstone), pending
+        labels and timers (they live in the state); then an audit record."""
+        t = self.settings.topics
+        store = self.stores[part]
+        state = store.get(req.user_id)
+        segments = sorted(state.segments) if state is not None else []
+        key = req.user_id.encode()
+        if state is not None:
+            store.delete(req.user_id)
+            members = self._members.setdefault(part, Counter())
+            for seg in segments:
+                members[seg] -= 1
+        self._produce(t.current, key, None)
+        audit = audit_record(req, partition=part, had_state=state is not None,
+                             segments=segments, done_at=iso(int(time.time() * 1000)),
+                             instance=self.instance)
+        self._produce(t.audit, req.request_id.encode(), orjson.dumps(audit))
+        self.metrics.erasures.inc()
+        log.info("user erased", extra={"ctx": {"request_id": req.request_id,
+                                               "partition": part,
+                                               "had_state": state is not None}})
+
     def _report_progress(self, every_s: float = 60.0) -> None:
         """One summary line a minute: throughput and the dead-letter count by reason."""
         now = time.monotonic()
@@ -216,6 +370,7 @@ class Worker:
         self._last_report = now
         log.info("progress", extra={"ctx": {
             "processed": self.processed, "batches": self.batches,
+            "duplicates": self.duplicates,
             "dead_letters": dict(self.dead_letters), "buffered": self.aligner.buffered(),
             "stores": len(self.stores)}})
 
@@ -258,14 +413,136 @@ class Worker:
             self.consumer.resume([TopicPartition(t, p) for t, p in resume])
             self._paused.difference_update(resume)
 
+    # ------------------------------------------------------------ committing
     def _commit(self, positions: dict[tuple[str, int], int],
                 changes_ts: list[tuple[int, int]]) -> None:
         started = time.perf_counter()
-        # 1. outputs: wait until the broker acknowledged every record of the batch
-        remaining = self.producer.flush(120)
+        changelog = self.settings.topics.changelog
+        # 1. the batch's state writes go to each partition's changelog
+        staged: dict[int, int] = {}
+        for part, store in self.stores.items():
+            writes = store.stage()
+            for user_id, raw in writes:
+                self._produce(changelog, user_id.encode(), raw, partition=part)
+            if writes:
+                staged[part] = len(writes)
+        if self.eos:
+            if not self._in_txn and not positions:
+                return
+            self._commit_transaction(positions)
+        else:
+            # 2. outputs: wait until the broker acknowledged every record of the batch
+            remaining = self.producer.flush(120)
+            if remaining or self._delivery_errors:
+                errors, self._delivery_errors = self._delivery_errors, []
+                raise DeliveryError(f"{remaining} outputs unacknowledged; errors: {errors[:5]}")
+        self._account_outputs(changes_ts)
+        # 3. state: users, changelog checkpoint and next input offsets, one atomic write per
+        #    partition store (after the commit: the store never runs ahead of Kafka)
+        by_part: dict[int, dict[str, int]] = {}
+        for (topic, part), nxt in positions.items():
+            by_part.setdefault(part, {})[topic] = nxt
+        for part in set(by_part) | set(staged):
+            store = self.stores[part]
+            hi = self._changelog_hi.pop(part, None)
+            store.flush(by_part.get(part, {}),
+                        changelog_next=hi + 1 if hi is not None else None, owner=self.owner)
+        self._changelog_hi.clear()
+        if positions and not self.eos:
+            # 4. group: commit the same offsets asynchronously. The store is authoritative
+            #    in this mode; the group's copy serves lag monitoring and a new owner, and
+            #    is committed synchronously when partitions are revoked and at shutdown.
+            self._uncommitted.update(positions)
+            self.consumer.commit(
+                offsets=[TopicPartition(t, p, o) for (t, p), o in positions.items()],
+                asynchronous=True,
+            )
+        self.metrics.commit_seconds.observe(time.perf_counter() - started)
+
+    def _commit_transaction(self, positions: dict[tuple[str, int], int]) -> None:
+        """Steps 2-3 of exactly-once: deliver, send offsets, commit; abort on failure."""
+        started = time.perf_counter()
+        timeout = self.settings.transaction_timeout_ms / 1000
+        if not self._in_txn:
+            self._txn_call("begin_transaction")
+            self._in_txn = True
+        # 2a. deliver everything produced in the transaction (errors surface here)
+        remaining = self.producer.flush(timeout)
         if remaining or self._delivery_errors:
             errors, self._delivery_errors = self._delivery_errors, []
-            raise DeliveryError(f"{remaining} outputs unacknowledged; errors: {errors[:5]}")
+            self._abort_and_rewind(f"{remaining} unacknowledged; {errors[:3]}", "delivery")
+        # 2b. the input positions become part of the transaction
+        offsets = [TopicPartition(t, p, o) for (t, p), o in positions.items()]
+        if offsets:
+            self._txn_call("send_offsets_to_transaction", offsets,
+                           self.consumer.consumer_group_metadata(), timeout)
+        # 2c. commit: outputs, changelog and offsets become visible atomically
+        self._txn_call("commit_transaction", timeout)
+        self._in_txn = False
+        self.metrics.transaction_seconds.observe(time.perf_counter() - started)
+
+    def _txn_call(self, name: str, *args: Any) -> Any:
+        """Call a transactional producer method, handling the error classes:
+        retriable -> retry; abortable -> abort and rewind; fatal or fenced -> stop."""
+        for attempt in range(10):
+            try:
+                return getattr(self.producer, name)(*args)
+            except KafkaException as exc:
+                err: KafkaError = exc.args[0]
+                if err.fatal() or err.code() in (KafkaError._FENCED,
+                                                 KafkaError.PRODUCER_FENCED,
+                                                 KafkaError.INVALID_PRODUCER_EPOCH):
+                    self.metrics.transaction_aborts.labels("fatal").inc()
+                    raise KafkaIOError(
+                        f"transactional producer unusable ({name}: {err.str()}); another "
+                        f"instance with transactional id {self.transactional_id!r} may have "
+                        "taken over, or the broker fenced this one. Stopping.") from None
+                if err.txn_requires_abort():
+                    self._abort_and_rewind(f"{name}: {err.str()}", err.name().lower())
+                if err.retriable():
+                    log.warning("transactional call failed, retrying", extra={"ctx": {
+                        "call": name, "error": err.str(), "attempt": attempt + 1}})
+                    time.sleep(min(5.0, 0.2 * 2 ** attempt))
+                    continue
+                raise KafkaIOError(f"{name} failed: {err.str()}") from None
+        raise KafkaIOError(f"{name} still failing after 10 attempts")
+
+    def _abort_and_rewind(self, why: str, reason: str) -> None:
+        """Abort the transaction, forget the batch's state, rewind to the committed
+        positions; raises :class:`TransactionAborted` to restart the loop iteration."""
+        log.warning("transaction aborted; rewinding to the committed positions",
+                    extra={"ctx": {"error": why}})
+        self.metrics.transaction_aborts.labels(reason[:40]).inc()
+        timeout = self.settings.transaction_timeout_ms / 1000
+        try:
+            self.producer.abort_transaction(timeout)
+        except KafkaException as exc:
+            err = exc.args[0]
+            raise KafkaIOError(f"abort_transaction failed: {err.str()}") from None
+        self._in_txn = False
+        self._delivery_errors.clear()
+        self._acked.clear()
+        self._changelog_hi.clear()
+        for store in self.stores.values():
+            store.discard()
+        self._rewind()
+        raise TransactionAborted(why)
+
+    def _rewind(self) -> None:
+        parts = {p for _, p in self._assigned}
+        self.aligner.drop(parts)
+        self._consumed.clear()
+        self._eof.clear()
+        if self._paused:
+            self.consumer.resume([TopicPartition(t, p) for t, p in self._paused])
+            self._paused.clear()
+        tps = [TopicPartition(t, p) for t, p in sorted(self._assigned)]
+        for tp in self.consumer.committed(tps, timeout=30):
+            off = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
+            self.consumer.seek(TopicPartition(tp.topic, tp.partition, off))
+        self._recount_members(parts)
+
+    def _account_outputs(self, changes_ts: list[tuple[int, int]]) -> None:
         for topic, n in self._acked.items():
             self.metrics.outputs.labels(topic).inc(n)
         self._acked.clear()
@@ -274,23 +551,11 @@ class Worker:
             self.metrics.e2e_event_seconds.observe(max(0.0, now - event_ms / 1000))
             if append_ms > 0:
                 self.metrics.e2e_append_seconds.observe(max(0.0, now - append_ms / 1000))
-        if not positions:
-            return
-        # 2. state: users and next offsets, one atomic write per partition store
-        by_part: dict[int, dict[str, int]] = {}
-        for (topic, part), nxt in positions.items():
-            by_part.setdefault(part, {})[topic] = nxt
-        for part, offsets in by_part.items():
-            self.stores[part].flush(offsets)
-        # 3. group: commit the same offsets asynchronously. The store is authoritative for
-        #    this worker; the group's copy serves lag monitoring and a new owner, and is
-        #    committed synchronously when partitions are revoked and at shutdown.
-        self._uncommitted.update(positions)
-        self.consumer.commit(
-            offsets=[TopicPartition(t, p, o) for (t, p), o in positions.items()],
-            asynchronous=True,
-        )
-        self.metrics.commit_seconds.observe(time.perf_counter() - started)
+        total: Counter[str] = Counter()
+        for counts in self._members.values():
+            total.update(counts)
+        for seg, n in total.items():
+            self.metrics.segment_members.labels(seg).set(n)
 
     def _dead_letter(self, msg: Message, exc: InvalidEvent) -> None:
         self.dead_letters[exc.reason] = self.dead_letters.get(exc.reason, 0) + 1
@@ -299,17 +564,20 @@ class Worker:
         log.warning("event dead-lettered", extra={"ctx": {
             "reason": exc.reason, "detail": exc.detail[:300], "topic": msg.topic(),
             "partition": msg.partition(), "offset": msg.offset()}})
-        self.producer.produce(self.settings.topics.dlq, key=msg.key(), value=msg.value(),
-                              headers=dlq_headers(msg, exc, self.instance),
-                              on_delivery=self._on_delivery)
+        self._produce(self.settings.topics.dlq, msg.key(), msg.value(),
+                      headers=dlq_headers(msg, exc, self.instance))
 
     # -------------------------------------------------------------- callbacks
     def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
         if err is not None:
             self._delivery_errors.append(f"{msg.topic()}: {err.str()}")
-        else:
-            t = cast(str, msg.topic())
-            self._acked[t] = self._acked.get(t, 0) + 1
+            return
+        t = cast(str, msg.topic())
+        self._acked[t] = self._acked.get(t, 0) + 1
+        if t == self.settings.topics.changelog:
+            part, off = cast(int, msg.partition()), cast(int, msg.offset())
+            if off > self._changelog_hi.get(part, -1):
+                self._changelog_hi[part] = off
 
     def _on_commit(self, err: KafkaError | None, partitions: list[TopicPartition]) -> None:
         if err is not None:
@@ -318,8 +586,9 @@ class Worker:
                         extra={"ctx": {"error": err.str()}})
 
     def _commit_group_sync(self) -> None:
-        """Commit the latest processed positions synchronously (revoke and shutdown)."""
-        if not self._uncommitted:
+        """Commit the latest processed positions synchronously (at-least-once: revoke and
+        shutdown; exactly-once commits offsets in each transaction instead)."""
+        if not self._uncommitted or self.eos:
             return
         offsets = [TopicPartition(t, p, o) for (t, p), o in self._uncommitted.items()]
         self._uncommitted.clear()
@@ -352,12 +621,66 @@ class Worker:
                     self.metrics.lag.labels(tname, pid).set(lag)
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        """Open the stores of newly assigned partition numbers; resume from their offsets."""
-        for tp in partitions:
-            if tp.partition not in self.stores:
-                self.stores[tp.partition] = PartitionStore(
-                    self._store_path(tp.partition),
-                    cache_size=max(100, self.settings.cache_users // 4))
+        """Open and restore the stores of newly assigned partition numbers, then resume
+        from the committed offsets (exactly-once) or the stores' offsets (at-least-once)."""
+        new_parts = sorted({tp.partition for tp in partitions} - set(self.stores))
+        if new_parts:
+            restorer = self._consumer_factory(restore_consumer_config(self.settings))
+            try:
+                for part in new_parts:
+                    self.stores[part] = PartitionStore(
+                        self._store_path(part),
+                        cache_size=max(100, self.settings.cache_users // 4))
+                    self._restore(restorer, part)
+            finally:
+                restorer.close()
+        if not self.eos:
+            self._alo_positions(consumer, partitions)
+        else:
+            for tp in consumer.committed(partitions, timeout=30):
+                if tp.offset >= 0:
+                    self._start[(tp.topic, tp.partition)] = tp.offset
+        if self.settings.group_protocol == "consumer":
+            consumer.incremental_assign(partitions)
+        else:
+            consumer.assign(partitions)
+        self._assigned.update((tp.topic, tp.partition) for tp in partitions)
+        self.metrics.assigned.set(len(self._assigned))
+        self._update_store_gauge()
+        log.info("partitions assigned", extra={"ctx": {
+            "partitions": sorted({p for _, p in self._assigned}),
+            "added": sorted({tp.partition for tp in partitions}), "restored": new_parts}})
+
+    def _restore(self, consumer: Consumer, part: int) -> None:
+        store = self.stores[part]
+        label = str(part)
+
+        def progress(records: int, remaining: int) -> None:
+            self.metrics.restore_remaining.labels(label).set(remaining)
+
+        res = restore_partition(consumer, self.settings.topics.changelog, part, store,
+                                self.owner, progress=progress)
+        self.metrics.restore_records.labels(label).inc(res.records)
+        self.metrics.restore_remaining.labels(label).set(0)
+        self.metrics.restore_seconds.observe(res.seconds)
+        self._recount_members({part})
+        log.info("partition restored", extra={"ctx": {
+            "partition": part, "records": res.records, "seconds": round(res.seconds, 3),
+            "from_offset": res.start_offset, "to_offset": res.end_offset,
+            "from_scratch": res.from_scratch}})
+
+    def _recount_members(self, parts: set[int]) -> None:
+        for part in parts:
+            store = self.stores.get(part)
+            if store is None:
+                continue
+            counts: Counter[str] = Counter()
+            for _, state in store.iter_states():
+                counts.update(state.segments.keys())
+            self._members[part] = counts
+
+    def _alo_positions(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """At-least-once: the store's offsets are authoritative (never behind the group)."""
         committed = {(tp.topic, tp.partition): tp.offset
                      for tp in consumer.committed(partitions, timeout=30)}
         ahead: list[TopicPartition] = []
@@ -369,39 +692,39 @@ class Worker:
                 self._start[(tp.topic, tp.partition)] = start
             if stored is not None:
                 if stored > group:
-                    # the last group commit before a crash was lost: catch the group up,
-                    # or its lag would stay wrong until new data arrives
                     ahead.append(TopicPartition(tp.topic, tp.partition, stored))
-                if group >= 0 and stored < group:
-                    log.warning("local store is behind the group; replaying to rebuild state",
-                                extra={"ctx": {"topic": tp.topic, "partition": tp.partition,
-                                               "store_offset": stored, "group_offset": group}})
                 tp.offset = stored
-            elif group >= 0:
-                log.warning("no local state for a partition with committed offsets; "
-                            "continuing with empty state",
-                            extra={"ctx": {"topic": tp.topic, "partition": tp.partition,
-                                           "group_offset": group}})
-        consumer.assign(partitions)
         if ahead:
             consumer.commit(offsets=ahead, asynchronous=True)
-        self.metrics.assigned.set(len(partitions))
-        self._update_store_gauge()
-        log.info("partitions assigned", extra={"ctx": {
-            "partitions": sorted({tp.partition for tp in partitions}),
-            "offsets": {f"{tp.topic}[{tp.partition}]": tp.offset for tp in partitions}}})
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        # Each batch is stored before the next poll; make the group's copy current so the
-        # next owner of these partitions starts where this worker stopped.
+        # Each batch is committed before the next poll; make the group's copy current so
+        # the next owner of these partitions starts where this worker stopped.
         self._commit_group_sync()
-        self._close_stores({tp.partition for tp in partitions})
-        self.metrics.assigned.set(0)
+        self._release(partitions)
+        if self.settings.group_protocol == "consumer":
+            consumer.incremental_unassign(partitions)
+        else:
+            consumer.unassign()
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.warning("partitions lost", extra={"ctx": {"partitions": [tp.partition
                                                                        for tp in partitions]}})
-        self._close_stores({tp.partition for tp in partitions})
+        self._uncommitted.clear()
+        self._release(partitions)
+        if self.settings.group_protocol == "consumer":
+            consumer.incremental_unassign(partitions)
+        else:
+            consumer.unassign()
+
+    def _release(self, partitions: list[TopicPartition]) -> None:
+        self._assigned.difference_update((tp.topic, tp.partition) for tp in partitions)
+        still = {p for _, p in self._assigned}
+        gone = {tp.partition for tp in partitions} - still
+        self._close_stores(gone)
+        self.metrics.assigned.set(len(self._assigned))
+        log.info("partitions revoked", extra={"ctx": {
+            "partitions": sorted(still), "removed": sorted(gone)}})
 
     # ---------------------------------------------------------------- helpers
     def _store_path(self, partition: int) -> Path:
@@ -409,13 +732,14 @@ class Worker:
 
     def _close_stores(self, parts: set[int]) -> None:
         # Buffered messages of these partitions were never committed: the next owner
-        # (or this worker after reassignment) fetches them again from the stored offsets.
+        # (or this worker after reassignment) fetches them again from the committed offsets.
         self.aligner.drop(parts)
         self._paused = {k for k in self._paused if k[1] not in parts}
         for positions in (self._consumed, self._eof, self._start, self._uncommitted):
             for key in [k for k in positions if k[1] in parts]:
                 del positions[key]
         for p in parts:
+            self._members.pop(p, None)
             store = self.stores.pop(p, None)
             if store is not None:
                 store.close()
@@ -424,7 +748,15 @@ class Worker:
         self.metrics.store_users.set(sum(s.users() for s in self.stores.values()))
 
     def _shutdown(self) -> None:
-        # 1. outputs still queued are delivered (or reported) before leaving
+        # 1. an unfinished transaction is aborted (its batch was not committed); queued
+        #    at-least-once outputs are delivered (or reported) before leaving
+        if self.eos and self._in_txn:
+            try:
+                self.producer.abort_transaction(10)
+            except KafkaException as exc:
+                log.warning("abort at shutdown failed", extra={"ctx": {
+                    "error": exc.args[0].str()}})
+            self._in_txn = False
         remaining = self.producer.flush(30)
         if remaining:
             log.error("outputs not acknowledged at shutdown; they were not committed",
@@ -436,4 +768,5 @@ class Worker:
         self.consumer.close()
         log.info("worker stopped", extra={"ctx": {"batches": self.batches,
                                                   "processed": self.processed,
+                                                  "duplicates": self.duplicates,
                                                   "dead_letters": dict(self.dead_letters)}})

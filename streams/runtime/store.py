@@ -2,20 +2,28 @@
 
 One store per input partition *number*: the input topics are co-partitioned by
 ``user_id``, so partition ``n`` of clicks, orders and reviews all hold the same users and
-share one store. Besides user states the store keeps, in the same atomic write batch,
-the next input offset of every topic-partition whose effects it contains. That makes
-the store self-describing: after a crash the runner resumes from the store's offsets,
-so no event is applied twice to the state even when the Kafka commit was lost.
+share one store. The store is a local, rebuildable copy of the partition's changelog
+topic (see :mod:`streams.runtime.changelog`): every batch stages its writes
+(:meth:`PartitionStore.stage`), the runner sends them to the changelog with the batch's
+outputs, and only then are they written here together with a checkpoint: the changelog
+offset they correspond to, the next input offsets, and the partition's watermark.
+
+Besides user states the store keeps a timer index (``t:<due>:<user>``) of each user's
+next time-based re-evaluation, written in the same batch as the state it derives from, so
+it is restored with the state.
 """
 
 from __future__ import annotations
 
+import heapq
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
 from typing import cast
 
+import orjson
 from rocksdict import Options, Rdict, WriteBatch, WriteOptions
 
 from streams.features.state import UserState, decode_state, encode_state
@@ -25,6 +33,12 @@ log = logging.getLogger(__name__)
 _USER = b"u:"
 _OFFSET = b"o:"
 _META = b"m:"
+_TIMER = b"t:"
+_CHECKPOINT = _META + b"checkpoint"
+
+
+def _timer_key(due: int, user_id: str) -> bytes:
+    return _TIMER + b"%016d:" % due + user_id.encode()
 
 
 class PartitionStore:
@@ -36,6 +50,19 @@ class PartitionStore:
         Directory of the RocksDB instance (created if missing).
     cache_size
         Users kept decoded in memory; clean entries beyond it are evicted at flush.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> s = PartitionStore(Path(tempfile.mkdtemp()))
+    >>> s.put("u1", UserState(last_ts=5, timer_due=100))
+    >>> [u for u, _ in s.stage()]
+    ['u1']
+    >>> s.flush({"clicks": 7}, changelog_next=1, watermark=5)
+    1
+    >>> s.offsets(), s.checkpoint()["changelog_next"], s.pop_due(100)
+    ({'clicks': 7}, 1, ['u1'])
+    >>> s.close()
     """
 
     def __init__(self, path: Path, cache_size: int = 50_000) -> None:
@@ -48,7 +75,13 @@ class PartitionStore:
         self._cache: OrderedDict[str, UserState] = OrderedDict()
         self._dirty: set[str] = set()
         self._deleted: set[str] = set()
+        # timer_due as last written to RocksDB, for users loaded or written since open
+        self._stored_due: dict[str, int] = {}
+        self._staged: list[tuple[str, bytes | None]] = []
+        self._timers: list[tuple[int, str]] = []  # min-heap, lazily invalidated
+        self._armed: dict[str, int] = {}  # last due pushed per user (skips re-pushes)
         self.cache_size = cache_size
+        self._load_timers()
 
     # -------------------------------------------------------------- user state
     def get(self, user_id: str) -> UserState | None:
@@ -63,23 +96,72 @@ class PartitionStore:
             return None
         state = decode_state(raw)
         self._cache[user_id] = state
+        self._stored_due.setdefault(user_id, state.timer_due)
         return state
 
     def put(self, user_id: str, state: UserState) -> None:
+        if user_id not in self._stored_due and user_id not in self._cache:
+            self.get(user_id)  # learn the stored timer so it can be replaced
         self._cache[user_id] = state
         self._cache.move_to_end(user_id)
         self._dirty.add(user_id)
         self._deleted.discard(user_id)
+        if state.timer_due and self._armed.get(user_id) != state.timer_due:
+            self._armed[user_id] = state.timer_due
+            heapq.heappush(self._timers, (state.timer_due, user_id))
 
     def delete(self, user_id: str) -> None:
+        if user_id not in self._stored_due:
+            self.get(user_id)
         self._cache.pop(user_id, None)
         self._dirty.discard(user_id)
         self._deleted.add(user_id)
+
+    # ------------------------------------------------------------------ timers
+    def next_due(self) -> int | None:
+        """The earliest armed timer (``None`` when none)."""
+        while self._timers:
+            due, user = self._timers[0]
+            if self._due_of(user) == due:
+                return due
+            heapq.heappop(self._timers)
+        return None
+
+    def pop_due(self, upto: int) -> list[str]:
+        """Users whose timer is due at or before ``upto``, earliest first (ties by id).
+
+        The timers stay armed in the state; processing the user re-arms or clears them.
+        """
+        out: list[str] = []
+        seen: set[str] = set()
+        while self._timers and self._timers[0][0] <= upto:
+            due, user = heapq.heappop(self._timers)
+            if self._armed.get(user) == due:
+                del self._armed[user]
+            if user not in seen and self._due_of(user) == due:
+                out.append(user)
+                seen.add(user)
+        return out
+
+    def _due_of(self, user_id: str) -> int:
+        state = self.get(user_id)
+        return state.timer_due if state is not None else 0
+
+    def _load_timers(self) -> None:
+        for k, _ in self._scan(_TIMER):
+            due_s, _, user = k[len(_TIMER):].partition(b":")
+            self._timers.append((int(due_s), user.decode()))
+        heapq.heapify(self._timers)
 
     # ---------------------------------------------------------------- offsets
     def offsets(self) -> dict[str, int]:
         """Next input offset per topic whose effects this store holds."""
         return {k[len(_OFFSET):].decode(): int(v) for k, v in self._scan(_OFFSET)}
+
+    def checkpoint(self) -> dict[str, int | str]:
+        """``{changelog_next, watermark, written_at, owner}`` of the last flush ({} if none)."""
+        raw = self._db.get(_CHECKPOINT)
+        return orjson.loads(raw) if raw is not None else {}
 
     def _scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
         """Keys (raw mode: bytes) starting with ``prefix``, in key order."""
@@ -89,29 +171,108 @@ class PartitionStore:
                 break
             yield key, cast(bytes, v)
 
-    def flush(self, offsets: dict[str, int]) -> int:
-        """Write dirty states and ``offsets`` atomically; return the number of users written.
+    # ------------------------------------------------------------- the batch
+    def stage(self) -> list[tuple[str, bytes | None]]:
+        """Encode this batch's writes: ``(user_id, state bytes | None for deleted)``.
 
-        1. stage every dirty user state and deletion in one write batch,
-        2. stage the next input offsets in the same batch,
+        The runner sends exactly these bytes to the changelog, then :meth:`flush` writes
+        them here, so the local store and the changelog never disagree.
+        """
+        self._staged = [(u, encode_state(self._cache[u])) for u in sorted(self._dirty)]
+        self._staged += [(u, None) for u in sorted(self._deleted)]
+        return self._staged
+
+    def flush(self, offsets: dict[str, int], changelog_next: int | None = None,
+              watermark: int | None = None, owner: str = "") -> int:
+        """Write the staged batch and its checkpoint atomically; return users written.
+
+        1. stage every staged user state, deletion and timer change in one write batch,
+        2. stage the checkpoint (next input offsets, changelog offset, watermark),
         3. write the batch (RocksDB WAL: survives a process crash),
         4. evict clean cache entries beyond ``cache_size``.
         """
+        if not self._staged and (self._dirty or self._deleted):
+            self.stage()
         wb = WriteBatch(raw_mode=True)
-        for user_id in self._dirty:
-            wb.put(_USER + user_id.encode(), encode_state(self._cache[user_id]))
-        for user_id in self._deleted:
-            wb.delete(_USER + user_id.encode())
+        for user_id, raw in self._staged:
+            old_due = self._stored_due.get(user_id, 0)
+            new_due = self._cache[user_id].timer_due if raw is not None else 0
+            if old_due != new_due:
+                if old_due:
+                    wb.delete(_timer_key(old_due, user_id))
+                if new_due:
+                    wb.put(_timer_key(new_due, user_id), b"")
+            if raw is None:
+                wb.delete(_USER + user_id.encode())
+                self._stored_due.pop(user_id, None)
+            else:
+                wb.put(_USER + user_id.encode(), raw)
+                self._stored_due[user_id] = new_due
         for topic, offset in offsets.items():
             wb.put(_OFFSET + topic.encode(), str(offset).encode())
+        if changelog_next is not None or watermark is not None:
+            cp = self.checkpoint()
+            if changelog_next is not None:
+                cp["changelog_next"] = changelog_next
+            if watermark is not None:
+                cp["watermark"] = max(watermark, int(cp.get("watermark", 0)))
+            cp["written_at"] = int(time.time() * 1000)
+            if owner:
+                cp["owner"] = owner
+            wb.put(_CHECKPOINT, orjson.dumps(cp))
         self._db.write(wb, self._write_opts)
-        written = len(self._dirty)
+        written = len(self._staged)
+        self._staged = []
         self._dirty.clear()
         self._deleted.clear()
         while len(self._cache) > self.cache_size:
-            self._cache.popitem(last=False)
+            user, _ = self._cache.popitem(last=False)
+            self._stored_due.pop(user, None)
         return written
 
+    def discard(self) -> int:
+        """Forget this batch's unflushed writes (after an aborted transaction).
+
+        States are updated in place, so every dirty user is evicted and reloaded from
+        RocksDB, which holds the last committed state.
+        """
+        n = len(self._dirty) + len(self._deleted)
+        for user_id in self._dirty | self._deleted:
+            self._cache.pop(user_id, None)
+            self._stored_due.pop(user_id, None)
+        self._dirty.clear()
+        self._deleted.clear()
+        self._staged = []
+        self._timers = []
+        self._armed.clear()
+        self._load_timers()
+        return n
+
+    # ------------------------------------------------------------ restoring
+    def restore(self, records: list[tuple[str, bytes | None]], changelog_next: int) -> None:
+        """Apply changelog records (latest value per user, ``None`` = tombstone)."""
+        for user_id, raw in records:
+            if raw is None:
+                self.delete(user_id)
+            else:
+                self.put(user_id, decode_state(raw))
+        self.stage()
+        self.flush({}, changelog_next=changelog_next)
+
+    def wipe(self) -> None:
+        """Delete every key (the store is rebuilt from the changelog)."""
+        wb = WriteBatch(raw_mode=True)
+        for k, _ in self._scan(b""):
+            wb.delete(k)
+        self._db.write(wb, self._write_opts)
+        self._cache.clear()
+        self._dirty.clear()
+        self._deleted.clear()
+        self._stored_due.clear()
+        self._timers = []
+        self._armed.clear()
+
+    # ------------------------------------------------------------------ misc
     def users(self) -> int:
         """Approximate number of users stored (RocksDB estimate)."""
         return self._db.property_int_value("rocksdb.estimate-num-keys") or 0
@@ -127,5 +288,5 @@ class PartitionStore:
     def close(self) -> None:
         if self._dirty or self._deleted:
             log.warning("closing store %s with %d unflushed users; they will be rebuilt "
-                        "from the input", self.path, len(self._dirty))
+                        "from the changelog and the input", self.path, len(self._dirty))
         self._db.close()

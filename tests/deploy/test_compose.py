@@ -17,7 +17,7 @@ import re
 import shlex
 import tomllib
 from collections.abc import Iterable, Mapping
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import click
@@ -37,7 +37,9 @@ PYPROJECT = ROOT / "pyproject.toml"
 SCHEMA_FILE = HERE / "compose_spec.json"
 DEPLOY_DIR = ROOT / "deploy"
 
-EXPECTED_SERVICES = {"kafka", "topics", "worker", "simulator", "watch"}
+EXPECTED_SERVICES = {"kafka", "topics", "worker", "simulator", "watch", "prometheus", "grafana"}
+# Services that run another image than segstream's.
+OTHER_IMAGES = {"kafka", "prometheus", "grafana"}
 STATE_DIR = "/var/lib/segstream"
 METRICS_PORT = 9464
 # SEGSTREAM_* variables of the segstream image that are not Settings fields (other
@@ -362,14 +364,13 @@ def test_compose_file_has_the_services_and_no_version_key(compose: dict[str, Any
     assert set(compose["services"]) >= EXPECTED_SERVICES
     # The shared definition is an extension field, merged into the segstream services.
     assert "x-segstream" in compose
-    assert "prometheus" not in compose["services"]  # comes with its own change
 
 
 # ===================================================================== structural checks
 def test_segstream_services_run_existing_subcommands(
         services: dict[str, Any], final_stage: list[Instruction]):
     ours = segstream_services(services)
-    assert set(ours) >= EXPECTED_SERVICES - {"kafka"}
+    assert set(ours) >= EXPECTED_SERVICES - OTHER_IMAGES
     default_cmd = last(final_stage, "CMD").exec_form()
     default_entrypoint = last(final_stage, "ENTRYPOINT").exec_form()
     seen = {}
@@ -656,3 +657,60 @@ def test_deploy_yaml_is_valid(path: Path, validator: jsonschema.Draft7Validator)
     for doc in docs:
         if _is_compose(path, doc):
             assert schema_errors(validator, doc) == [], path
+
+
+# ============================================================ Prometheus and Grafana
+PROMETHEUS_DIR = DEPLOY_DIR / "prometheus"
+GRAFANA_DIR = DEPLOY_DIR / "grafana"
+
+
+def bind_mounts(service: Mapping[str, Any]) -> dict[str, Path]:
+    """Container path -> host path of a service's bind mounts (relative to the file)."""
+    return {target: (COMPOSE_FILE.parent / src).resolve()
+            for src, target, kind in mounts_of(service) if kind == "bind" and src}
+
+
+def test_prometheus_loads_the_repository_config_and_scrapes_the_worker(
+        services: dict[str, Any]):
+    prom = services["prometheus"]
+    assert prom["image"].startswith("prom/prometheus:v2.")
+    args = dict(a.split("=", 1) for a in as_argv(prom["command"]) if "=" in a)
+    config_path = args["--config.file"]
+    mounts = bind_mounts(prom)
+    folder = PurePosixPath(config_path).parent
+    assert mounts.get(str(folder)) == PROMETHEUS_DIR, f"{folder} must be deploy/prometheus"
+    config = yaml.safe_load((PROMETHEUS_DIR / PurePosixPath(config_path).name).read_text())
+    targets = {job["job_name"]: [t for sc in job["static_configs"] for t in sc["targets"]]
+               for job in config["scrape_configs"]}
+    worker_port = env_of(services["worker"])["SEGSTREAM_METRICS_PORT"]
+    assert targets["segstream-worker"] == [f"worker:{worker_port}"]
+    for rule_file in config["rule_files"]:
+        assert (PROMETHEUS_DIR / rule_file).is_file(), rule_file
+    data = args["--storage.tsdb.path"]
+    assert any(kind == "volume" and target == data for _, target, kind in mounts_of(prom))
+    assert ("9090", "9090") in ports_of(prom)
+    assert "9090" in " ".join(as_argv(prom["healthcheck"]["test"]))
+
+
+def test_grafana_is_provisioned_with_the_prometheus_source_and_the_dashboard(
+        services: dict[str, Any]):
+    grafana = services["grafana"]
+    mounts = bind_mounts(grafana)
+    assert mounts.get("/etc/grafana/provisioning") == GRAFANA_DIR / "provisioning"
+    (source,) = yaml.safe_load(
+        (GRAFANA_DIR / "provisioning" / "datasources" / "prometheus.yml").read_text()
+    )["datasources"]
+    assert source["url"] == "http://prometheus:9090" and source["type"] == "prometheus"
+    (provider,) = yaml.safe_load(
+        (GRAFANA_DIR / "provisioning" / "dashboards" / "segstream.yml").read_text()
+    )["providers"]
+    dash_dir = provider["options"]["path"]
+    assert mounts.get(dash_dir) == GRAFANA_DIR / "dashboards"
+    home = env_of(grafana)["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+    assert PurePosixPath(home).parent == PurePosixPath(dash_dir)
+    dashboard = json.loads((GRAFANA_DIR / "dashboards" / PurePosixPath(home).name).read_text())
+    uids = {t["datasource"]["uid"] for p in dashboard["panels"] for t in p.get("targets", [])}
+    assert uids == {source["uid"]}
+    assert depends_on(grafana) == {"prometheus": "service_healthy"}
+    assert env_of(grafana).get("GF_SECURITY_ADMIN_PASSWORD", "").startswith("${"), (
+        "no password in the file: taken from the environment")

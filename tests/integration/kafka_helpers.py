@@ -3,23 +3,25 @@ producing events, and reading topics to the end."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import orjson
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
-from streams.config import Settings
+from streams.config import Settings, Topics
 from streams.kafka.clients import admin
 from streams.kafka.topics import create_topics
+
+ROLES = tuple(f.name for f in dataclasses.fields(Topics))
 
 
 def isolated_settings(bootstrap: str, test_id: str, state_dir: Path, **env: str) -> Settings:
     """Settings with topics, group and state dir private to one test."""
-    roles = ("clicks", "orders", "reviews", "dlq", "changes", "current")
-    base = {f"SEGSTREAM_TOPIC_{r.upper()}": f"{test_id}.{r}" for r in roles}
+    base = {f"SEGSTREAM_TOPIC_{r.upper()}": f"{test_id}.{r}" for r in ROLES}
     base.update({
         "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
         "SEGSTREAM_GROUP_ID": f"{test_id}-group",
@@ -46,8 +48,10 @@ def env_of(settings: Settings) -> dict[str, str]:
         "SEGSTREAM_BATCH_SIZE": str(settings.batch_size),
         "SEGSTREAM_SESSION_TIMEOUT_MS": str(settings.session_timeout_ms),
         "SEGSTREAM_GROUP_INSTANCE_ID": settings.group_instance_id,
-        **{f"SEGSTREAM_TOPIC_{r.upper()}": getattr(t, r)
-           for r in ("clicks", "orders", "reviews", "dlq", "changes", "current")},
+        "SEGSTREAM_PROCESSING_GUARANTEE": settings.processing_guarantee,
+        "SEGSTREAM_TIMER_GRANULARITY_S": str(settings.timer_granularity_s),
+        "SEGSTREAM_WALL_CLOCK_PUNCTUATION_S": str(settings.wall_clock_punctuation_s),
+        **{f"SEGSTREAM_TOPIC_{r.upper()}": getattr(t, r) for r in ROLES},
     }
 
 
@@ -109,22 +113,33 @@ def end_offsets(settings: Settings, topic: str) -> dict[int, int]:
 
 
 def read_all(settings: Settings, topic: str, timeout: float = 30.0) -> list[Any]:
-    """Every message of ``topic`` up to its current end (read_committed)."""
+    """Every committed message of ``topic`` up to its current end (read_committed).
+
+    A partition is done at its end-of-partition event: with transactions the log ends in
+    a commit marker that the reader never receives, so counting offsets would not do.
+    """
     ends = end_offsets(settings, topic)
     c = Consumer({"bootstrap.servers": settings.bootstrap_servers,
                   "group.id": f"reader-{time.time_ns()}", "auto.offset.reset": "earliest",
-                  "enable.auto.commit": False, "isolation.level": "read_committed"})
+                  "enable.auto.commit": False, "isolation.level": "read_committed",
+                  "enable.partition.eof": True})
     c.assign([TopicPartition(topic, p, 0) for p in ends])
     out: list[Any] = []
-    positions = dict.fromkeys(ends, 0)
+    todo = {p for p, end in ends.items() if end > 0}
     deadline = time.monotonic() + timeout
-    while any(positions[p] < ends[p] for p in ends) and time.monotonic() < deadline:
-        for m in c.consume(1000, 0.5):
+    while todo and time.monotonic() < deadline:
+        for m in c.consume(1000, 0.2):
             if m.error():
+                if m.error().code() == KafkaError._PARTITION_EOF:
+                    pos = c.position([TopicPartition(topic, m.partition())])[0].offset
+                    if pos >= ends[m.partition()]:
+                        todo.discard(m.partition())
                 continue
             out.append(m)
-            positions[m.partition()] = m.offset() + 1
     c.close()
+    if todo:
+        raise AssertionError(f"{topic}: partitions {sorted(todo)} not read to their end "
+                             f"within {timeout}s")
     return out
 
 

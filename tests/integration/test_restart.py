@@ -82,7 +82,8 @@ def test_kill_and_restart_gives_the_same_result_as_an_uninterrupted_run(
 
     # the uninterrupted reference: the same processing in-process, without Kafka
     ref = replay(jsonl, tmp_path / "ref", processor=build_processor(s),
-                 decoder=EventDecoder.from_settings(s), finalize=False)
+                 decoder=EventDecoder.from_settings(s), finalize=False,
+                 partitions=s.partitions)
     ref_changes = [orjson.loads(line) for line in (tmp_path / "ref" / "changes.jsonl").open("rb")]
     ref_segments = {r["user_id"]: r["segments"] for r in
                     map(orjson.loads, (tmp_path / "ref" / "snapshot.jsonl").open("rb"))}

@@ -61,7 +61,8 @@ def test_two_workers_split_the_partitions_and_agree_with_one_run(kafka_bootstrap
     jsonl = tmp_path / "events.jsonl"
     jsonl.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in events))
     replay(jsonl, tmp_path / "ref", processor=build_processor(s),
-           decoder=EventDecoder.from_settings(s), finalize=False)
+           decoder=EventDecoder.from_settings(s), finalize=False,
+           partitions=s.partitions)
     ref = [orjson.loads(x) for x in (tmp_path / "ref" / "changes.jsonl").open("rb")]
     got = {c["event_id"]: c for c in map(lambda m: orjson.loads(m.value()),
                                          read_all(s, s.topics.changes))}

@@ -9,12 +9,16 @@ msgpack round trip of the state.
 
 from __future__ import annotations
 
+import functools
 from bisect import bisect_left, bisect_right
 from pathlib import Path
 
 import msgspec
 import pytest
 
+from models.text.local import LocalAnalyzer
+from models.text.result import ASPECTS, Analysis, AspectMention, label_of
+from streams.contracts.enriched import EnrichedReview
 from streams.contracts.events import ClickEvent, OrderEvent, ReviewEvent
 from streams.features.state import (
     DAY_MS,
@@ -35,11 +39,22 @@ from streams.features.state import (
     S_CLICKS,
     S_FIRST_ATC,
     S_LAST,
+    T_MENTIONED,
+    T_NEGATIVE,
+    T_POSITIVE,
+    T_SCORE,
+    T_TS,
     UserState,
     decode_state,
     encode_state,
 )
-from streams.features.update import DEFAULT_CONFIG, PURCHASE_FLAGS, FeatureConfig, update
+from streams.features.update import (
+    DEFAULT_CONFIG,
+    PURCHASE_FLAGS,
+    FeatureConfig,
+    apply_enrichment,
+    update,
+)
 from streams.features.vector import FEATURE_NAMES, vector
 from streams.sim.generator import generate
 
@@ -70,6 +85,7 @@ def _ref_vector(
     _ref_reviews(state, now, f)
     f["last_seen_days"] = (now - state.last_ts) / DAY_MS
     f["tenure_days"] = (now - state.first_ts) / DAY_MS
+    _ref_text(state, now, f)
     return f
 
 
@@ -233,6 +249,40 @@ def _ref_reviews(state: UserState, now: int, f: Features) -> None:
     f["reviews_lifetime"] = float(state.reviews_lifetime)
 
 
+def _ref_text(state: UserState, now: int, f: Features) -> None:
+    """Review-text features, written the obvious way."""
+    start = now - 90 * DAY_MS
+    recs = [r for r in state.texts.values() if start < r[T_TS] <= now]
+    n = len(recs)
+    purchases = sorted(
+        o[O_FIRST_TS] for o in state.orders.values()
+        if o[O_FIRST_TS] <= now and o[O_FLAGS] & PURCHASE_FLAGS
+        and not o[O_FLAGS] & F_CANCELLED)
+    f["text_reviews_90d"] = float(n)
+    f["sentiment_90d"] = sum(r[T_SCORE] for r in recs) / n / 1000 if n else None
+    f["negative_review_share_90d"] = (
+        sum(1 for r in recs if r[T_SCORE] <= -200) / n if n else None)
+    f["complaints_90d"] = float(sum(1 for r in recs if r[T_SCORE] <= -200 or r[T_NEGATIVE]))
+    bits = {a: 1 << i for i, a in enumerate(ASPECTS)}
+    for a, bit in bits.items():
+        f[f"{a}_mention_share_90d"] = (
+            sum(1 for r in recs if r[T_MENTIONED] & bit) / n if n else None)
+    for a, bit in bits.items():
+        m = [r for r in recs if r[T_MENTIONED] & bit]
+        pol = sum(-1 if r[T_NEGATIVE] & bit else 1 if r[T_POSITIVE] & bit else 0 for r in m)
+        f[f"{a}_polarity_90d"] = pol / len(m) if m else None
+    for a, bit in bits.items():
+        f[f"{a}_complaints_90d"] = float(sum(
+            1 for r in recs if r[T_MENTIONED] & bit and r[T_NEGATIVE] & bit))
+    f["quality_praise_90d"] = float(sum(
+        1 for r in recs if r[T_POSITIVE] & bits["quality"]
+        and not r[T_NEGATIVE] & bits["quality"]))
+    f["logistics_complaints_after_order_14d"] = float(sum(
+        1 for r in recs
+        if r[T_NEGATIVE] & bits["logistics"] and r[T_TS] > now - 14 * DAY_MS
+        and any(r[T_TS] - 30 * DAY_MS <= p <= r[T_TS] for p in purchases)))
+
+
 # ---------------------------------------------------------------------------------------
 # Comparison
 # ---------------------------------------------------------------------------------------
@@ -249,12 +299,43 @@ def _same(state: UserState, as_of: int | None = None,
     assert repr(got) == repr(want)  # also tells -0.0 from 0.0
 
 
+@functools.cache
+def _analyzer() -> LocalAnalyzer:
+    return LocalAnalyzer.default()
+
+
+def _llm_view(ev: ReviewEvent, local: Analysis) -> EnrichedReview:
+    """A different analysis of the same review, as the enrichment stage would send it."""
+    aspects = [AspectMention(aspect="logistics", polarity="negative")]
+    if ev.rating >= 4:
+        aspects = [AspectMention(aspect="quality", polarity="positive")]
+    return EnrichedReview(event_id=ev.event_id, user_id=ev.user_id, ts=ev.ts_ms, source="llm",
+                          analysis=Analysis(lang=local.lang, sentiment=(ev.rating - 3) / 2,
+                                            label=label_of((ev.rating - 3) / 2),
+                                            aspects=aspects))
+
+
+def _fold(states: dict[str, UserState], ev, config: FeatureConfig, n_review: int) -> UserState:
+    """Reviews get the local analysis; every third also an LLM one, before or after."""
+    if not isinstance(ev, ReviewEvent):
+        return update(states.get(ev.user_id), ev, config)
+    local = _analyzer().analyze(ev.text, ev.lang)
+    if n_review % 3 == 0:
+        st = apply_enrichment(states.get(ev.user_id), _llm_view(ev, local), config)
+        return update(st, ev, config, analysis=local)
+    st = update(states.get(ev.user_id), ev, config, analysis=local)
+    if n_review % 3 == 1:
+        st = apply_enrichment(st, _llm_view(ev, local), config)
+    return st
+
+
 def _replay(raw_events, every_later: int, config: FeatureConfig = DEFAULT_CONFIG) -> int:
     states: dict[str, UserState] = {}
-    n = 0
+    n = reviews = 0
     for i, raw in enumerate(raw_events):
         ev = msgspec.convert(raw, EVENT_TYPES[raw["type"]], strict=True)
-        st = states[ev.user_id] = update(states.get(ev.user_id), ev, config)
+        st = states[ev.user_id] = _fold(states, ev, config, reviews)
+        reviews += isinstance(ev, ReviewEvent)
         _same(st, None, config)
         if i % every_later == 0:
             for k in LATER:
@@ -264,6 +345,7 @@ def _replay(raw_events, every_later: int, config: FeatureConfig = DEFAULT_CONFIG
             _same(decode_state(encode_state(st)), None, config)
             assert decode_state(encode_state(st)) == st
         n += 1
+    assert reviews == 0 or any(st.texts for st in states.values())
     for st in states.values():
         for k in LATER:
             _same(st, st.last_ts + k * DAY_MS + 1, config)

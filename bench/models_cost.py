@@ -1,0 +1,167 @@
+"""Cost of the online models per event, against the rules-only pipeline in the same run.
+
+Stages per event, as the worker runs them: feature update, feature vector, (models:
+``suite.tick`` debounced per user, label bookkeeping on the user's pending list, batched
+``suite.learn`` of matured labels), segment policy. The rules-only pipeline is the same
+loop without the model steps. Also prints the per-call cost of a debounced tick, a
+rescoring tick and learning one example, and the snapshot size and save/load times.
+
+    .venv/bin/python bench/models_cost.py [--events 100000] [--users 2000]
+        [--debounce S] [--label-gap S]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from models.learn.config import ModelConfig  # noqa: E402
+from models.learn.inputs import compact  # noqa: E402
+from models.learn.labels import add_snapshot, on_order, on_watermark  # noqa: E402
+from models.learn.snapshot import read, save  # noqa: E402
+from models.learn.suite import ModelSuite  # noqa: E402
+from streams.config import Settings  # noqa: E402
+from streams.contracts.decode import EventDecoder  # noqa: E402
+from streams.contracts.events import OrderEvent  # noqa: E402
+from streams.features.state import UserState  # noqa: E402
+from streams.features.update import update  # noqa: E402
+from streams.features.vector import vector  # noqa: E402
+from streams.runtime.app import build_processor  # noqa: E402
+from streams.sim.generator import generate  # noqa: E402
+
+LEARN_BATCH = 1000
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--events", type=int, default=100_000)
+    ap.add_argument("--users", type=int, default=2_000)
+    ap.add_argument("--debounce", type=int, default=None,
+                    help="seconds of event time (default: SEGSTREAM_MODEL_DEBOUNCE_S default)")
+    ap.add_argument("--label-gap", type=int, default=None,
+                    help="seconds between label snapshots of a user (default: config default)")
+    args = ap.parse_args(argv)
+    logging.getLogger("models.learn.suite").setLevel(logging.ERROR)
+    end_ms = 1_767_225_600_000
+    sim = generate(args.users, args.events, seed=5, end_ms=end_ms)
+    decoder = EventDecoder(max_bytes=1 << 24, min_ts_ms=0, max_future_skew_ms=1 << 50,
+                           topic_types={})
+    events = [decoder.decode_value("sim", orjson.dumps(e), end_ms) for e in sim.events()]
+    n = len(events)
+    policy = build_processor(Settings.from_env({})).policy
+    cfg = ModelConfig()
+    if args.debounce is not None:
+        cfg = replace(cfg, debounce_s=args.debounce)
+    if args.label_gap is not None:
+        cfg = replace(cfg, snapshot_gap_s=args.label_gap)
+    print(f"{n:,} simulated events, {args.users:,} users; debounce {cfg.debounce_s}s, label "
+          f"gap {cfg.snapshot_gap_s}s, horizon {cfg.horizon_days}d")
+
+    def rules_only() -> None:
+        states: dict[str, UserState] = {}
+        for ev in events:
+            st = states[ev.user_id] = update(states.get(ev.user_id), ev)
+            f = vector(st)
+            policy.evaluate(st.segments, st.exited, f, st.last_ts)
+
+    suite = ModelSuite(cfg)
+    counts = {"rescored": 0, "learned": 0}
+
+    def with_models() -> None:
+        states: dict[str, UserState] = {}
+        memos: dict[str, list[Any]] = {}
+        pending: dict[str, list[list[Any]]] = {}
+        batch: list[Any] = []
+        for ev in events:
+            uid = ev.user_id
+            st = states[uid] = update(states.get(uid), ev)
+            as_of = st.last_ts
+            f = vector(st, as_of)
+            s = suite.tick(uid, f, as_of, memos.get(uid))
+            memos[uid] = s.memo
+            counts["rescored"] += s.rescored
+            p = pending.get(uid, [])
+            if isinstance(ev, OrderEvent) and ev.status == "placed":
+                p, matured = on_order(p, as_of, ev.total, cfg)
+                batch += matured
+            p, matured = on_watermark(p, as_of, cfg)
+            batch += matured
+            if s.rescored:
+                p = add_snapshot(p, as_of, s.memo[6:], cfg)
+            pending[uid] = p
+            if len(batch) >= LEARN_BATCH:
+                suite.learn(batch, at_ms=as_of)
+                counts["learned"] += len(batch)
+                batch = []
+            f.update(s.features())
+            policy.evaluate(st.segments, st.exited, f, as_of)
+
+    t = time.perf_counter()
+    rules_only()
+    base = time.perf_counter() - t
+    t = time.perf_counter()
+    with_models()
+    models = time.perf_counter() - t
+    print(f"rules only   (update+vector+rules)          {base / n * 1e6:7.2f} us/event  "
+          f"{n / base:9,.0f} events/s")
+    print(f"with models  (+tick+labels+learn)           {models / n * 1e6:7.2f} us/event  "
+          f"{n / models:9,.0f} events/s")
+    print(f"models add {(models - base) / n * 1e6:.2f} us/event: throughput "
+          f"{base / models:.1%} of rules-only; rescored {counts['rescored']:,} ticks "
+          f"({counts['rescored'] / n:.1%} of events), learned {counts['learned']:,} examples")
+
+    # Per-call costs on realistic inputs.
+    finals = [vector(st) for st in _final_states(events)]
+    xs = [compact(f) for f in finals]
+    reps = max(1, 20_000 // len(finals))
+    memos = [suite.score(x, 0, None).memo for x in xs]
+    t = time.perf_counter()
+    for _ in range(reps):
+        for f, m in zip(finals, memos, strict=True):
+            suite.tick("u", f, 1000, m)
+    debounced = (time.perf_counter() - t) / (reps * len(finals))
+    t = time.perf_counter()
+    for x in xs:
+        suite.score(x, 0, None)
+    scored = (time.perf_counter() - t) / len(xs)
+    examples = [(x, 1, 10.0) for x in xs]
+    t = time.perf_counter()
+    suite.learn(examples)
+    learned = (time.perf_counter() - t) / len(examples)
+    print(f"per call: tick debounced {debounced * 1e6:.2f} us, tick rescoring (churn + value "
+          f"+ cluster) {scored * 1e6:.1f} us, learn one example (churn + value, "
+          f"test-then-train) {learned * 1e6:.1f} us")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        t = time.perf_counter()
+        path = save(suite, Path(tmp), {"shop.orders/0": n})
+        saved = time.perf_counter() - t
+        t = time.perf_counter()
+        read(path)
+        loaded = time.perf_counter() - t
+        print(f"snapshot {path.stat().st_size:,} bytes, save {saved * 1e3:.1f} ms, "
+              f"load (verify + unpickle) {loaded * 1e3:.1f} ms")
+    return 0
+
+
+def _final_states(events: list[Any]) -> list[UserState]:
+    states: dict[str, UserState] = {}
+    for ev in events:
+        states[ev.user_id] = update(states.get(ev.user_id), ev)
+    return list(states.values())
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

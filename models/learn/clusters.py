@@ -1,0 +1,205 @@
+"""Behavioural clusters with stable ids and self-written profiles.
+
+Why stable ids: a re-clustering (STREAMKMeans rebuilds its centres every chunk; a reset or
+a reloaded snapshot starts elsewhere) may hand out the same groups under new numbers, and
+every renumbering would look like users changing segment. The learner's centres are
+therefore matched to the previous ones by minimum total squared distance
+(:func:`scipy.optimize.linear_sum_assignment`) and the stable id follows its match.
+
+Sizes count users: the suite tells :meth:`move` when a user's latest scoring puts them in
+another cluster. Feature means come from the scorings the clusters learn from (a sample,
+see :class:`~models.learn.suite.ModelSuite`), per cluster they were assigned to.
+
+Examples
+--------
+>>> ids = StableIds()
+>>> ids.relabel({0: [0.0, 0.0], 1: [10.0, 10.0]})
+{0: 0, 1: 1}
+>>> ids.relabel({0: [9.5, 10.2], 1: [0.3, -0.1]})     # the learner swapped its numbers
+{0: 1, 1: 0}
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from river import cluster, preprocessing
+from scipy.optimize import linear_sum_assignment
+
+from models.learn.inputs import MODEL_FEATURES, ROW_NAMES, Row
+
+RELABEL_EVERY = 500
+RECOMPILE_EVERY = 32
+_ZERO = (0,) * len(MODEL_FEATURES)
+DISTINCTIVE = 3
+
+
+class StableIds:
+    """Map a learner's raw centre numbers to ids that survive renumbering."""
+
+    def __init__(self) -> None:
+        self.reference: dict[int, list[float]] = {}
+        self.mapping: dict[int, int] = {}
+
+    def relabel(self, centres: Mapping[int, Sequence[float]]) -> dict[int, int]:
+        """Match ``centres`` (raw id -> vector) to the reference; return raw -> stable."""
+        raw_ids = sorted(centres)
+        if not self.reference:
+            self.mapping = {r: i for i, r in enumerate(raw_ids)}
+        else:
+            stable_ids = sorted(self.reference)
+            a = np.array([centres[r] for r in raw_ids], dtype=float)
+            b = np.array([self.reference[s] for s in stable_ids], dtype=float)
+            cost = ((a[:, None, :] - b[None, :, :]) ** 2).sum(axis=2)
+            rows, cols = linear_sum_assignment(cost)
+            mapping = {raw_ids[i]: stable_ids[j] for i, j in zip(rows, cols, strict=True)}
+            spare = (s for s in range(len(raw_ids) + len(stable_ids)) if s not in stable_ids)
+            for r in raw_ids:
+                if r not in mapping:
+                    mapping[r] = next(spare)
+            self.mapping = mapping
+        self.reference = {self.mapping[r]: list(centres[r]) for r in raw_ids}
+        return dict(self.mapping)
+
+
+class Clusters:
+    """Scaled online clustering of the model inputs, with stable ids and profiles."""
+
+    def __init__(self, k: int = 6, algorithm: str = "kmeans", seed: int = 42) -> None:
+        self.k = k
+        self.algorithm = algorithm
+        self.scaler = preprocessing.StandardScaler()
+        self.model: Any
+        if algorithm == "kmeans":
+            self.model = cluster.KMeans(n_clusters=k, halflife=0.3, sigma=0.1, seed=seed)
+        elif algorithm == "streamkmeans":
+            self.model = cluster.STREAMKMeans(chunk_size=200, n_clusters=k, seed=seed)
+        else:
+            raise ValueError(f"unknown cluster algorithm {algorithm!r}")
+        self.ids = StableIds()
+        self.learned = 0
+        # stable id -> [members, per-feature sums, sums of squares, counts]
+        self.members: dict[int, int] = {}
+        self.sums: dict[int, list[float]] = {}
+        self.sumsq: dict[int, list[float]] = {}
+        self.counts: dict[int, list[int]] = {}
+        self._compiled: tuple[int, Any, Any, Any, list[int]] | None = None
+
+    def _features(self) -> list[str]:
+        return sorted(self.scaler.means) if self.scaler.means else []
+
+    def centres(self) -> dict[int, list[float]]:
+        names = self._features()
+        return {c: [float(v.get(n, 0.0)) for n in names] for c, v in self.model.centers.items()}
+
+    def learn_predict(self, row: Row) -> int:
+        """Learn from one scored row and return its stable cluster id."""
+        self.scaler.learn_one(row)
+        xs = self.scaler.transform_one(row)
+        self.model.learn_one(xs)
+        self.learned += 1
+        if (self.learned % RELABEL_EVERY == 0 or not self.ids.mapping) and self.model.centers:
+            self.ids.relabel(self.centres())
+            self._compiled = None
+        return self.predict_scaled(xs)
+
+    def predict(self, row: Row) -> int:
+        return self.predict_scaled(self.scaler.transform_one(row))
+
+    def predict_values(self, values: list[float]) -> int:
+        """Stable id for :func:`~models.learn.inputs.transform_values` output.
+
+        Uses the centres as of at most :data:`RECOMPILE_EVERY` learning steps ago, folded
+        with the scaler into numpy arrays (a few microseconds instead of river's dict
+        distance loop over every centre).
+        """
+        comp = self._compiled
+        if comp is None or self.learned - comp[0] >= RECOMPILE_EVERY:
+            comp = self._compile()
+            if comp is None:
+                return 0
+        _, mean, inv_std, centres, stable = comp
+        z = (np.asarray(values) - mean) * inv_std
+        return stable[int(((centres - z) ** 2).sum(axis=1).argmin())]
+
+    def _compile(self) -> tuple[int, Any, Any, Any, list[int]] | None:
+        if not self.model.centers or not self.scaler.means:
+            return None
+        means, variances = self.scaler.means, self.scaler.vars
+        mean = np.array([means.get(n, 0.0) for n in ROW_NAMES])
+        var = np.array([variances.get(n, 0.0) for n in ROW_NAMES])
+        inv_std = np.where(var > 0, 1.0 / np.sqrt(np.where(var > 0, var, 1.0)), 0.0)
+        raw_ids = sorted(self.model.centers)
+        centres = np.array([[float(self.model.centers[r].get(n, 0.0)) for n in ROW_NAMES]
+                            for r in raw_ids])
+        if any(r not in self.ids.mapping for r in raw_ids):
+            self.ids.relabel(self.centres())
+        self._compiled = (self.learned, mean, inv_std, centres,
+                          [self.ids.mapping[r] for r in raw_ids])
+        return self._compiled
+
+    def predict_scaled(self, xs: dict[str, float]) -> int:
+        if not self.model.centers:
+            return 0
+        raw = self.model.predict_one(xs)
+        if raw not in self.ids.mapping:
+            self.ids.relabel(self.centres())
+        return self.ids.mapping[raw]
+
+    def move(self, old: int | None, new: int) -> None:
+        """A user's latest scoring moved them from ``old`` (None: new user) to ``new``."""
+        if old == new:
+            return
+        if old is not None and old in self.members:
+            self.members[old] -= 1
+        self.members[new] = self.members.get(new, 0) + 1
+
+    def describe(self, c: int, x: Sequence[float | None], sign: int = 1) -> None:
+        """Count the raw features ``x`` of a scoring assigned to ``c`` in its profile."""
+        n = len(MODEL_FEATURES)
+        sums = self.sums.setdefault(c, [0.0] * n)
+        sumsq = self.sumsq.setdefault(c, [0.0] * n)
+        counts = self.counts.setdefault(c, [0] * n)
+        for i, v in enumerate(x):
+            if v is not None:
+                sums[i] += sign * v
+                sumsq[i] += sign * v * v
+                counts[i] += sign
+
+    def profiles(self) -> list[dict[str, Any]]:
+        """Per cluster: size, share and the features that set it apart (by z-score)."""
+        total = sum(self.members.values())
+        n = len(MODEL_FEATURES)
+        all_sum = [sum(s[i] for s in self.sums.values()) for i in range(n)]
+        all_sq = [sum(s[i] for s in self.sumsq.values()) for i in range(n)]
+        all_cnt = [sum(c[i] for c in self.counts.values()) for i in range(n)]
+        out: list[dict[str, Any]] = []
+        for c in sorted(set(self.members) | set(self.sums)):
+            size = self.members.get(c, 0)
+            scored: list[tuple[float, dict[str, Any]]] = []
+            for i, name in enumerate(MODEL_FEATURES):
+                cnt, acnt = self.counts.get(c, _ZERO)[i], all_cnt[i]
+                if cnt <= 0 or acnt <= 1:
+                    continue
+                mean = self.sums[c][i] / cnt
+                overall = all_sum[i] / acnt
+                var = max(all_sq[i] / acnt - overall * overall, 0.0)
+                if var <= 1e-12:
+                    continue
+                z = (mean - overall) / math.sqrt(var)
+                label = name.replace("_", " ")
+                scored.append((abs(z), {
+                    "feature": name, "value": round(mean, 3), "overall": round(overall, 3),
+                    "text": f"{label} {_fmt(mean)} vs {_fmt(overall)} overall"}))
+            scored.sort(key=lambda t: -t[0])
+            out.append({"cluster": c, "size": size,
+                        "share": round(size / total, 4) if total else 0.0,
+                        "distinctive": [d for _, d in scored[:DISTINCTIVE]]})
+        return out
+
+
+def _fmt(v: float) -> str:
+    return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.2f}"

@@ -1,0 +1,284 @@
+"""The model suite: clusters, churn and value models scored per user tick, learnt from
+matured delayed labels with prequential evaluation and drift detection.
+
+Why one object: the worker needs one thing to call per user tick (:meth:`ModelSuite.tick`),
+one to feed matured labels to (:meth:`ModelSuite.learn`) and one to snapshot; the suite
+is global per worker (the models learn from every user), while everything per user lives
+in the user's durable state (the pending labels and the score memo).
+
+Score memo (kept by the caller on the user's state, plain list): ``[scored_at_ms, churn,
+tier, value, value_pct, cluster, *x]`` with ``x`` the compact inputs of that scoring. It
+is what debouncing compares against and what the scores are between two scorings.
+
+Examples
+--------
+>>> from models.learn.config import ModelConfig
+>>> suite = ModelSuite(ModelConfig(clusters=3))
+>>> s = suite.tick("u1", {"orders_lifetime": 2.0, "recency_days": 3.0}, 1_000, None)
+>>> s.rescored, s.churn_tier in ("low", "medium", "high"), 0 <= s.cluster < 3
+(True, True, True)
+>>> suite.tick("u1", {"orders_lifetime": 2.0, "recency_days": 3.0}, 2_000, s.memo).rescored
+False
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from river import preprocessing
+
+from models.learn.churn import ChurnModel, tier_of
+from models.learn.clusters import Clusters
+from models.learn.config import ModelConfig
+from models.learn.drift import DriftMonitor
+from models.learn.evaluation import ChurnEvaluation, ValueEvaluation
+from models.learn.inputs import (
+    ROW_NAMES,
+    Compact,
+    changed_materially,
+    compact,
+    raw,
+    transform,
+    transform_values,
+)
+from models.learn.labels import Example
+from models.learn.value import ValueModel
+
+log = logging.getLogger(__name__)
+
+M_AT, M_CHURN, M_TIER, M_VALUE, M_PCT, M_CLUSTER = range(6)
+M_X = 6
+DAY_MS = 86_400_000
+MODELS = ("churn", "value", "clusters")
+
+
+@dataclass(slots=True)
+class Scores:
+    """One user's scores; ``rescored`` is False when they come from the memo."""
+
+    churn: float
+    churn_tier: str
+    previous_tier: str | None
+    value: float
+    value_pct: float
+    cluster: int
+    rescored: bool
+    memo: list[Any]
+    top_features: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The ``scores`` of a change record."""
+        return {"churn": round(self.churn, 4), "churn_tier": self.churn_tier,
+                "value": round(self.value, 2), "value_pct": round(self.value_pct, 4),
+                "cluster": self.cluster}
+
+    def features(self) -> dict[str, float]:
+        """What segment rules can read: ``churn_score``, ``value_pct``, ``cluster``."""
+        return {"churn_score": self.churn, "value_pct": self.value_pct,
+                "cluster": float(self.cluster)}
+
+    @property
+    def entered_high(self) -> bool:
+        return self.rescored and self.churn_tier == "high" and self.previous_tier != "high"
+
+
+class ModelSuite:
+    """Global per worker; see the module docstring."""
+
+    def __init__(self, cfg: ModelConfig, churn_kind: str = "logistic") -> None:
+        self.cfg = cfg
+        # One scaler for both supervised models: they read the same inputs, and learning
+        # and applying it once per example instead of twice is a third of the learn cost.
+        self.scaler = preprocessing.StandardScaler()
+        self.churn = ChurnModel(kind=churn_kind, seed=cfg.seed, scaler=self.scaler)
+        self.value = ValueModel(reference=cfg.value_reference, scaler=self.scaler)
+        self.clusters = Clusters(k=cfg.clusters, algorithm=cfg.cluster_algorithm, seed=cfg.seed)
+        self.churn_eval = ChurnEvaluation(cfg.rolling_window)
+        self.value_eval = ValueEvaluation(cfg.rolling_window)
+        self.drift = {"churn": DriftMonitor("churn", cfg.drift_delta),
+                      "value": DriftMonitor("value", cfg.drift_delta)}
+        self.learned = dict.fromkeys(MODELS, 0)
+        self.scored = dict.fromkeys(MODELS, 0)
+        self.snapshot_counter = 0
+        self.snapshot_sha = "initial"
+        self.offsets: dict[str, int] = {}
+        self._eligible = 0
+
+    @property
+    def model_version(self) -> str:
+        """``<name>-<snapshot counter>-<sha8>`` of the snapshot the suite last was."""
+        return f"{self.cfg.name}-{self.snapshot_counter}-{self.snapshot_sha[:8]}"
+
+    # --- scoring --------------------------------------------------------------------
+    def tick(self, user_id: str, features: Mapping[str, float | None], as_of: int,
+             last_scored: list[Any] | None) -> Scores:
+        """Score the user unless debounced; ``last_scored`` is the memo kept on the state.
+
+        Rescored when never scored, when ``max_staleness`` has passed, or when at least
+        ``debounce`` has passed and an input changed materially.
+        """
+        x = compact(features)
+        if last_scored:
+            elapsed = as_of - last_scored[M_AT]
+            if elapsed < self.cfg.max_staleness_ms and (
+                    elapsed < self.cfg.debounce_ms
+                    or not changed_materially(last_scored[M_X:], x, self.cfg.materiality)):
+                return _from_memo(last_scored)
+        return self.score(x, as_of, last_scored)
+
+    def score(self, x: Compact, as_of: int, last_scored: list[Any] | None) -> Scores:
+        """Score compact inputs now (no debouncing).
+
+        The clusters learn from a sample: at most one scoring per user and day, and of
+        those every ``cluster_learn_every``-th. A user scored hourly should not pull the
+        centres harder than one scored daily, and a k-means step (about 100 us in river)
+        is the most expensive part of a scoring; six centres need thousands of points,
+        not every scoring.
+        """
+        values = transform_values(x)
+        cfg = self.cfg
+        p = self.churn.predict_values(values)
+        previous = last_scored[M_TIER] if last_scored else None
+        tier = tier_of(p, previous, high=cfg.tier_high, medium=cfg.tier_medium,
+                       hysteresis=cfg.hysteresis)
+        v = self.value.predict_values(values)
+        self.value.observe(v)
+        pct = self.value.percentile(v)
+        gap = DAY_MS
+        c = -1
+        if last_scored is None or as_of // gap != last_scored[M_AT] // gap:
+            self._eligible += 1
+            if self._eligible % cfg.cluster_learn_every == 0 or self.learned["clusters"] < 50:
+                c = self.clusters.learn_predict(dict(zip(ROW_NAMES, values, strict=True)))
+                self.clusters.describe(c, x)
+                self.learned["clusters"] += 1
+        if c < 0:
+            c = self.clusters.predict_values(values)
+        self.clusters.move(last_scored[M_CLUSTER] if last_scored else None, c)
+        for m in MODELS:
+            self.scored[m] += 1
+        top: list[dict[str, Any]] = []
+        if tier == "high" and previous != "high":
+            row = dict(zip(ROW_NAMES, values, strict=True))
+            top = [{"feature": t["feature"], "value": raw(x, t["feature"]),
+                    "contribution": t["contribution"]} for t in self.churn.contributions(row)]
+        memo = [as_of, p, tier, v, pct, c, *x]
+        return Scores(p, tier, previous, v, pct, c, True, memo, top)
+
+    def cluster_reasons(self, cluster: int) -> list[dict[str, Any]]:
+        """The distinctive features of ``cluster``, for a change record's reasons."""
+        for prof in self.clusters.profiles():
+            if prof["cluster"] == cluster:
+                return list(prof["distinctive"])
+        return []
+
+    def cluster_profiles(self) -> list[dict[str, Any]]:
+        return self.clusters.profiles()
+
+    # --- learning -------------------------------------------------------------------
+    def learn(self, examples: Iterable[Example], at_ms: int | None = None
+              ) -> list[dict[str, Any]]:
+        """Test-then-train on matured examples; return drift detections (policy applied)."""
+        detections: list[dict[str, Any]] = []
+        churn, value, scaler = self.churn, self.value, self.scaler
+        learned = False
+        for x, churn_label, value_label in examples:
+            if churn_label is None and value_label is None:
+                continue
+            row = transform(x)
+            before = scaler.transform_one(row)  # test with the inputs as scaled so far
+            scaler.learn_one(row)
+            xs = scaler.transform_one(row)
+            learned = True
+            if churn_label is not None:
+                loss = self.churn_eval.update(churn_label, churn.predict_scaled(before))
+                churn.learn_scaled(xs, churn_label)
+                self.learned["churn"] += 1
+                hit = self.drift["churn"].update(loss, at_ms)
+                if hit:
+                    detections.append(hit)
+                    self._after_drift("churn")
+                    churn = self.churn
+            if value_label is not None:
+                err = self.value_eval.update(value_label, value.predict_scaled(before))
+                value.learn_scaled(xs, value_label)
+                self.learned["value"] += 1
+                hit = self.drift["value"].update(err, at_ms)
+                if hit:
+                    detections.append(hit)
+                    self._after_drift("value")
+                    value = self.value
+        if learned:  # the shared scaler moved: refold both scoring paths
+            self.churn._fast = None
+            self.value._fast = None
+        for d in detections:
+            d["policy"] = self.cfg.drift_policy
+            log.warning("model drift detected: model=%s at_ms=%s policy=%s detail=%s",
+                        d["model"], d["at_ms"], self.cfg.drift_policy, d["detail"])
+        return detections
+
+    def _after_drift(self, model: str) -> None:
+        policy = self.cfg.drift_policy
+        if policy == "reset":
+            self.reset(model)
+        elif policy == "rollback":
+            self.rollback(model, self.cfg.snapshot_dir)
+
+    def reset(self, model: str) -> None:
+        """Start ``model`` afresh (its evaluation keeps running)."""
+        if model == "churn":
+            self.churn = ChurnModel(kind=self.churn.kind, seed=self.cfg.seed,
+                                    scaler=self.scaler)
+        elif model == "value":
+            old = self.value
+            self.value = ValueModel(reference=self.cfg.value_reference, scaler=self.scaler)
+            self.value._ring, self.value._sorted = old._ring, old._sorted
+
+    def rollback(self, model: str, directory: Path) -> bool:
+        """Replace ``model`` with its state in the newest valid snapshot in ``directory``.
+
+        Returns False (and keeps the current model) when there is no valid snapshot.
+        """
+        from models.learn.snapshot import load_newest_valid
+
+        found = load_newest_valid(directory)
+        if found is None:
+            log.warning("drift rollback of %s: no valid snapshot in %s; keeping the model",
+                        model, directory)
+            return False
+        other: ModelSuite = found[0]
+        # The learner's weights go back; the shared input scaler (plain statistics of the
+        # inputs, not of the concept) stays current.
+        if model == "churn":
+            self.churn.clf = other.churn.clf
+            self.churn._fast = None
+        elif model == "value":
+            self.value.reg = other.value.reg
+            self.value._fast = None
+        log.warning("drift rollback of %s to %s", model, other.model_version)
+        return True
+
+    def report(self) -> dict[str, Any]:
+        """Prequential metrics and counters, as plain data (CLI, metrics, docs)."""
+        return {
+            "model_version": self.model_version,
+            "churn": self.churn_eval.report(),
+            "value": self.value_eval.report(),
+            "drift": {m: d.detections for m, d in self.drift.items()},
+            "learned": dict(self.learned),
+            "scored": dict(self.scored),
+            "offsets": dict(self.offsets),
+        }
+
+
+def _from_memo(memo: list[Any]) -> Scores:
+    tier = memo[M_TIER]
+    return Scores(memo[M_CHURN], tier, tier, memo[M_VALUE], memo[M_PCT], memo[M_CLUSTER],
+                  False, memo)
+
+
+
