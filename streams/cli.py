@@ -7,6 +7,7 @@ Configuration errors end the process with exit code 2 and a message saying what 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -48,7 +49,7 @@ def cli(ctx: click.Context, log_level: str | None) -> None:
     except ConfigError as exc:
         raise StartupError(str(exc)) from None
     logs.configure(settings.log_level, settings.log_json)
-    ctx.obj = {"settings": settings}
+    ctx.obj = {"settings": settings, "env": dict(os.environ)}
 
 
 # ------------------------------------------------------------------------- worker
@@ -57,24 +58,38 @@ def cli(ctx: click.Context, log_level: str | None) -> None:
 @click.pass_context
 def worker(ctx: click.Context, max_batches: int | None) -> None:
     """Run a worker of the consumer group until SIGTERM/SIGINT."""
+    from streams.http.config import HttpSettings
+    from streams.http.health import Health
+    from streams.http.sampler import StatusSampler
+    from streams.http.server import StatusServer, serve
     from streams.kafka.clients import admin
     from streams.kafka.topics import check_inputs, configure_group
     from streams.runtime.app import build_worker
 
     s = _settings(ctx)
+    server: StatusServer | None = None
     try:
+        http = HttpSettings.from_env(ctx.obj["env"])
         check_inputs(s, admin(s))
         configure_group(s, admin(s))
-        w = build_worker(s)
+        health = Health(broker_timeout_s=http.ready_broker_timeout_s,
+                        stall_timeout_s=http.live_stall_timeout_s)
+        w = build_worker(s, health=health)
+        if s.metrics_port:
+            sampler = StatusSampler(w.metrics.registry, http.status_interval_s,
+                                    http.status_points)
+            server = serve(w.metrics.registry, health, sampler, s.metrics_host,
+                           s.metrics_port)
     except STARTUP_ERRORS as exc:
         raise StartupError(str(exc)) from None
-    if s.metrics_port:
-        w.metrics.serve(s.metrics_port, s.metrics_host)
     w.install_signal_handlers()
     try:
         w.run(max_batches=max_batches)
     except KafkaIOError as exc:
         raise StartupError(str(exc)) from None
+    finally:
+        if server is not None:
+            server.close()
 
 
 # ------------------------------------------------------------------------- topics
@@ -166,7 +181,7 @@ def _produce_events(s: Settings, events: Any, rate: float) -> tuple[int, float]:
 
     from streams.kafka.clients import producer_config
 
-    producer = Producer(producer_config(s, **{"linger.ms": 20, "batch.size": 1_000_000}))
+    producer = Producer(producer_config(s, None, **{"linger.ms": 20, "batch.size": 1_000_000}))
     errors: list[str] = []
 
     def on_delivery(err: Any, msg: Any) -> None:
@@ -307,11 +322,54 @@ def _format_dlq(msg: Any) -> str:
 
 
 # ----------------------------------------------------------------------- segments
-@cli.command("segments")
+@cli.command("erase")
+@click.option("--user", "user_ids", multiple=True, required=True,
+              help="User id to forget (repeatable).")
+@click.option("--request-id", default=None, help="Reference kept in the audit record.")
+@click.option("--requested-by", default=None, help="Who asked (kept in the audit record).")
+@click.pass_context
+def erase_cmd(ctx: click.Context, user_ids: tuple[str, ...], request_id: str | None,
+              requested_by: str | None) -> None:
+    """Ask the workers to forget users (right to be forgotten) via the erase topic.
+
+    The worker owning each user deletes its state, tombstones the changelog and
+    segments.current, drops pending labels and timers, and writes an audit record to
+    the audit topic.
+    """
+    import uuid
+
+    from confluent_kafka import Producer
+
+    from streams.contracts.erase import erase_request
+    from streams.kafka.clients import producer_config
+
+    s = _settings(ctx)
+    producer = Producer(producer_config(s, None))
+    errors: list[str] = []
+
+    def on_delivery(err: Any, msg: Any) -> None:
+        if err is not None:
+            errors.append(err.str())
+
+    now = int(time.time() * 1000)
+    for user in user_ids:
+        rid = request_id or f"erase-{uuid.uuid4()}"
+        producer.produce(s.topics.erase, key=user.encode(),
+                         value=erase_request(user, rid, now, requested_by),
+                         on_delivery=on_delivery)
+        click.echo(f"erase requested  {rid}")
+    if producer.flush(30) or errors:
+        raise StartupError(f"erase requests not acknowledged: {errors[:3]}")
+
+
+@cli.group("segments", invoke_without_command=True)
 @click.pass_context
 def segments_cmd(ctx: click.Context) -> None:
     """Show the segment policy in force (validates SEGSTREAM_SEGMENTS_FILE)."""
     from streams.runtime.app import build_policy
+
+    if ctx.invoked_subcommand is not None:
+        return
 
     try:
         policy = build_policy(_settings(ctx))
@@ -326,10 +384,22 @@ def segments_cmd(ctx: click.Context) -> None:
 @cli.command("features")
 def features_cmd() -> None:
     """List the feature names segment rules can use."""
-    from streams.features.vector import FEATURE_NAMES
+    from streams.features.vector import FEATURE_DOCS, FEATURE_NAMES
 
     for name in FEATURE_NAMES:
-        click.echo(name)
+        click.echo(f"{name:<40} {FEATURE_DOCS.get(name, '')}")
+
+
+def _register_subcommands() -> None:
+    """Commands of the other processes (enrichment, actions, models), added lazily so
+    that importing the CLI does not import their heavy dependencies' state."""
+    from streams.enrich.cli import enrich, make_describe_command
+
+    cli.add_command(enrich)
+    segments_cmd.add_command(make_describe_command(load_profiles=None))
+
+
+_register_subcommands()
 
 
 def main() -> None:

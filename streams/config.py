@@ -110,6 +110,13 @@ class Settings:
     # ... and, when > 0, every N wall-clock seconds for idle partitions, as of
     # now - allowed lateness (live deployments whose traffic can pause).
     wall_clock_punctuation_s: int = 0
+    # Fold LLM-enriched reviews (streams.enrich) into the text features as they arrive.
+    consume_enriched: bool = True
+    # Review text: "local" (embedded analyzer, no network) or "off"; the local sentiment
+    # model keeps learning from the stream's star ratings unless text_learn is false
+    # (then text features depend only on the shipped model: fully reproducible replays).
+    text_analyzer: str = "local"
+    text_learn: bool = True
     client_id: str = "segstream"
     topics: Topics = field(default_factory=Topics)
     partitions: int = 6
@@ -206,6 +213,8 @@ class Settings:
         if not 6_000 <= self.session_timeout_ms <= 300_000:
             p.append("SEGSTREAM_SESSION_TIMEOUT_MS must be between 6000 and 300000 (the "
                      "broker's group.min/max.session.timeout.ms defaults)")
+        if self.text_analyzer not in {"local", "off"}:
+            p.append("SEGSTREAM_TEXT_ANALYZER must be local or off")
         if self.group_protocol not in {"consumer", "classic"}:
             p.append("SEGSTREAM_GROUP_PROTOCOL must be consumer (Kafka >= 4.0) or classic")
         if self.processing_guarantee not in {"exactly_once", "at_least_once"}:

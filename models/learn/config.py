@@ -27,7 +27,7 @@ from streams.exceptions import ConfigError
 
 DAY_MS = 86_400_000
 DRIFT_POLICIES = ("keep", "reset", "rollback")
-CLUSTER_ALGORITHMS = ("kmeans", "streamkmeans")
+CLUSTER_ALGORITHMS = ("sequential", "kmeans", "streamkmeans")
 
 
 @dataclass(frozen=True)
@@ -52,8 +52,8 @@ class ModelConfig:
     max_pending: int = 8
     early_labels: bool = False
     clusters: int = 6
-    cluster_algorithm: str = "kmeans"
-    cluster_learn_every: int = 4
+    cluster_algorithm: str = "sequential"
+    cluster_learn_every: int = 1
     drift_policy: str = "keep"
     drift_delta: float = 0.002
     rolling_window: int = 1000

@@ -153,7 +153,7 @@ class ModelSuite:
         if last_scored is None or as_of // gap != last_scored[M_AT] // gap:
             self._eligible += 1
             if self._eligible % cfg.cluster_learn_every == 0 or self.learned["clusters"] < 50:
-                c = self.clusters.learn_predict(dict(zip(ROW_NAMES, values, strict=True)))
+                c = self.clusters.learn_predict_values(values)
                 self.clusters.describe(c, x)
                 self.learned["clusters"] += 1
         if c < 0:

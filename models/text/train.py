@@ -36,7 +36,14 @@ from models.text.exceptions import ArtifactError
 from models.text.online import ARTIFACT, SentimentModel
 from models.text.tokens import Tokenizer, features
 
-WAIMAI = Path("/work/shared/data/waimai_10k.csv")
+
+def _shared_data(name: str) -> Path:
+    """``shared/data/<name>`` beside the checkout (CI), else the development machine's."""
+    beside = Path(__file__).resolve().parents[3] / "shared" / "data" / name
+    return beside if beside.exists() else Path("/work/shared/data") / name
+
+
+WAIMAI = _shared_data("waimai_10k.csv")
 VERSION = "zh-reviews-2026.12.1"
 EPOCHS = 4
 LEARNING_RATE = 0.05

@@ -18,13 +18,20 @@ Tables (changelog-backed, co-partitioned with the change topic):
 Exactly one action per change rests on the ``users`` table, not on Kafka transactions:
 ``action_id`` is a hash of the change's ``event_id`` and the campaign, and a change
 whose id the table holds yields nothing. Per change the agent, without yielding to the
-event loop, (1) writes the table, (2) queues the actions, (3) acks the input. The
-table's changelog record and the actions leave through faust's one send buffer in that
+event loop, (1) queues the actions, (2) writes the table, (3) acks the input. The
+actions and the table's changelog record leave through faust's one send buffer in that
 order, and faust flushes the producer before it commits offsets. A redelivered change
 (restart, rebalance, upstream retry) therefore finds its id, in the live table or in the
-changelog the table is restored from. The remaining gap is a crash between the broker's acknowledgements of the changelog
-record and of the actions queued right behind it (usually one produce request): the
-actions of that one change are then lost, or repeated with the same ``action_id``.
+changelog the table is restored from. The remaining gap is a crash between the broker's
+acknowledgements of the actions and of the changelog record queued right behind them
+(usually one produce request): that change's actions are then produced again,
+byte-identical (same ``action_id``, same coupon code), never lost and never a second,
+different coupon.
+
+The tables use faust's memory store, rebuilt from the changelog at start-up: its RocksDB
+store writes locally before the changelog record is sent, so after a crash the local
+state can hold a change as handled whose actions never reached the broker (measured:
+lost coupons in the crash test).
 
 ``processing_guarantee="exactly_once"`` is accepted but not the default: faust-streaming
 0.15.3 puts only the changelog records and offsets in its transactions, while records
@@ -113,6 +120,7 @@ def create_app(config: ActionsConfig, book: CampaignBook | None = None,
     app = faust.App(
         config.app_id,
         broker=config.broker,
+        broker_credentials=config.broker_credentials(),
         store="rocksdb://" if config.store == "rocksdb" else "memory://",
         datadir=str(config.state_dir),
         processing_guarantee=config.guarantee,
@@ -144,7 +152,7 @@ def create_app(config: ActionsConfig, book: CampaignBook | None = None,
     churn_seen = app.Table("churn", help="handled churn alert ids per user", **table)
 
     # Everything an input record causes goes through faust's send buffer with no await
-    # in between: the table's changelog record first, then the actions, then the ack.
+    # in between: the actions first, then the table's changelog record, then the ack.
     # The buffer drains in order into one producer, so the changelog record reaches the
     # broker with (in practice: in the same request as) the actions it guards.
     def dead_letter(event: faust.types.EventT, exc: InvalidEvent, role: str) -> None:
@@ -182,10 +190,10 @@ def create_app(config: ActionsConfig, book: CampaignBook | None = None,
             if result.outcomes and result.outcomes[0][0] == "*":
                 metrics.inputs.labels("changes", result.outcomes[0][1]).inc()
                 continue
+            produce(key, part, result.actions)
             users[key] = dump_state(result.user)
             for name, spent_now in result.spent.items():
                 budgets[budget_key(name, change.at_ms, part).encode()] = str(spent_now).encode()
-            produce(key, part, result.actions)
             event.ack()
             for name, outcome in result.outcomes:
                 metrics.decisions.labels(name, outcome).inc()
@@ -205,8 +213,8 @@ def create_app(config: ActionsConfig, book: CampaignBook | None = None,
             if not actions:
                 metrics.inputs.labels("churn", "duplicate").inc()
                 continue
-            churn_seen[key] = dump_state(state)
             produce(key, event.message.partition, actions)
+            churn_seen[key] = dump_state(state)
             event.ack()
             metrics.inputs.labels("churn", "processed").inc()
 

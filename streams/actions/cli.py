@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 
 import click
 
@@ -74,9 +75,12 @@ def run() -> None:
 
 @actions.command()
 def campaigns() -> None:
-    """Validate the campaign file and print the campaigns in force."""
-    config = _config()
-    book = _book(config)
+    """Validate the campaign file and print the campaigns in force (no token needed)."""
+    path = os.environ.get("SEGSTREAM_CAMPAIGNS_FILE", "").strip()
+    try:
+        book = CampaignBook.load(Path(path) if path else None)
+    except ModelsError as exc:
+        raise StartupError(str(exc)) from None
     cap = book.frequency_cap
     click.echo(f"campaigns {book.version}: frequency cap {cap.coupons} coupon(s) per "
                f"{cap.per_ms // 86_400_000}d, default route {book.default_route.queue}")

@@ -22,6 +22,7 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from streams.config import Secret
 from streams.exceptions import ConfigError
@@ -67,11 +68,45 @@ class ActionsConfig:
     guarantee: str = "at_least_once"
     max_event_bytes: int = 64 * 1024
     log_level: str = "INFO"
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_sasl_mechanism: str = ""
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: Secret = field(default_factory=lambda: Secret(""))
+    kafka_ssl_ca_location: str = ""
 
     @property
     def bootstrap_servers(self) -> str:
         """``host:port[,host:port]`` for confluent-kafka admin calls."""
         return self.broker.removeprefix("kafka://").replace(";", ",")
+
+    def kafka_common(self) -> dict[str, Any]:
+        """librdkafka settings for the admin client that creates the topics."""
+        conf: dict[str, Any] = {"bootstrap.servers": self.bootstrap_servers,
+                                "client.id": self.app_id,
+                                "security.protocol": self.kafka_security_protocol}
+        if self.kafka_sasl_username:
+            conf["sasl.mechanism"] = self.kafka_sasl_mechanism
+            conf["sasl.username"] = self.kafka_sasl_username
+            conf["sasl.password"] = self.kafka_sasl_password.get_secret_value()
+        if self.kafka_ssl_ca_location:
+            conf["ssl.ca.location"] = self.kafka_ssl_ca_location
+        return conf
+
+    def broker_credentials(self) -> Any:
+        """faust's credentials object for the security settings (``None``: plaintext)."""
+        import ssl
+
+        from faust.auth import SASLCredentials, SSLCredentials
+
+        proto = self.kafka_security_protocol
+        context = None
+        if proto in {"SSL", "SASL_SSL"}:
+            context = ssl.create_default_context(cafile=self.kafka_ssl_ca_location or None)
+        if proto.startswith("SASL"):
+            return SASLCredentials(username=self.kafka_sasl_username,
+                                   password=self.kafka_sasl_password.get_secret_value(),
+                                   mechanism=self.kafka_sasl_mechanism, ssl_context=context)
+        return SSLCredentials(context) if context is not None else None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ActionsConfig:
@@ -115,6 +150,14 @@ class ActionsConfig:
         values["store"] = env.get(a + "STORE", cls.store).strip().lower()
         values["guarantee"] = env.get(a + "GUARANTEE", cls.guarantee).strip().lower()
         values["log_level"] = env.get(PREFIX + "LOG_LEVEL", cls.log_level).strip().upper()
+        # the worker's Kafka security variables, shared
+        k = PREFIX + "KAFKA_"
+        values["kafka_security_protocol"] = env.get(k + "SECURITY_PROTOCOL",
+                                                    "PLAINTEXT").strip().upper()
+        values["kafka_sasl_mechanism"] = env.get(k + "SASL_MECHANISM", "").strip().upper()
+        values["kafka_sasl_username"] = env.get(k + "SASL_USERNAME", "").strip()
+        values["kafka_sasl_password"] = Secret(env.get(k + "SASL_PASSWORD", ""))
+        values["kafka_ssl_ca_location"] = env.get(k + "SSL_CA_LOCATION", "").strip()
         roles = {f.name for f in dataclasses.fields(ActionTopics)}
         topic_values = {}
         for key, raw in env.items():
@@ -154,6 +197,17 @@ class ActionsConfig:
             p.append("SEGSTREAM_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR")
         if self.campaigns_file is not None and not self.campaigns_file.is_file():
             p.append(f"SEGSTREAM_CAMPAIGNS_FILE {self.campaigns_file} does not exist")
+        proto = self.kafka_security_protocol
+        if proto not in {"PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"}:
+            p.append("SEGSTREAM_KAFKA_SECURITY_PROTOCOL must be PLAINTEXT, SSL, SASL_PLAINTEXT "
+                     "or SASL_SSL")
+        if proto.startswith("SASL") and (
+                self.kafka_sasl_mechanism not in {"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"}
+                or not self.kafka_sasl_username or not self.kafka_sasl_password):
+            p.append("SASL needs SEGSTREAM_KAFKA_SASL_MECHANISM (PLAIN, SCRAM-SHA-256, "
+                     "SCRAM-SHA-512), SEGSTREAM_KAFKA_SASL_USERNAME and _SASL_PASSWORD")
+        if self.kafka_ssl_ca_location and not Path(self.kafka_ssl_ca_location).is_file():
+            p.append(f"TLS file {self.kafka_ssl_ca_location} does not exist")
         names = [getattr(self.topics, f.name) for f in dataclasses.fields(ActionTopics)]
         if len(set(names)) != len(names):
             p.append(f"topic names must be distinct, got {names}")

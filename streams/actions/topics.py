@@ -18,8 +18,7 @@ RETENTION_MS = str(30 * 86_400_000)
 
 def admin(config: ActionsConfig) -> AdminClient:
     """An admin client for the configured broker."""
-    return AdminClient({"bootstrap.servers": config.bootstrap_servers,
-                        "client.id": config.app_id})
+    return AdminClient(config.kafka_common())
 
 
 def ensure_topics(config: ActionsConfig, client: AdminClient, timeout: float = 30.0

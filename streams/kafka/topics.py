@@ -94,8 +94,9 @@ def check_inputs(settings: Settings, admin: AdminClient, timeout: float = 30.0) 
     counts: dict[str, int] = {}
     missing = []
     t = settings.topics
+    optional = (t.enriched,) if settings.consume_enriched else ()
     for name in (*t.inputs, t.dlq, t.changes, t.current, t.changelog, t.erase, t.audit,
-                 t.alerts, t.model_events):
+                 t.alerts, t.model_events, *optional):
         topic = md.topics.get(name)
         if topic is None or topic.error is not None:
             missing.append(name)
@@ -104,7 +105,7 @@ def check_inputs(settings: Settings, admin: AdminClient, timeout: float = 30.0) 
     if missing:
         raise ConfigError(f"topics missing: {', '.join(missing)}; create them with "
                           "`segstream topics create`")
-    inputs = {n: counts[n] for n in (*t.inputs, t.erase, t.changelog)}
+    inputs = {n: counts[n] for n in (*t.inputs, t.erase, t.changelog, *optional)}
     if len(set(inputs.values())) != 1:
         raise ConfigError(
             f"input topics must have the same partition count (co-partitioned by user_id), "

@@ -7,6 +7,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from models.segments.policy import SegmentPolicy
+from models.text.local import LocalAnalyzer
 from streams.config import Settings
 from streams.contracts.decode import EventDecoder
 from streams.features.vector import FEATURE_NAMES
@@ -23,7 +24,10 @@ def build_processor(settings: Settings) -> Processor:
     return Processor(build_policy(settings), lateness_ms=settings.allowed_lateness_s * 1000,
                      dedupe_window_ms=settings.dedupe_window_s * 1000,
                      dedupe_max_ids=settings.dedupe_max_ids,
-                     timer_granularity_ms=settings.timer_granularity_s * 1000)
+                     timer_granularity_ms=settings.timer_granularity_s * 1000,
+                     analyzer=LocalAnalyzer.default() if settings.text_analyzer == "local"
+                     else None,
+                     learn_text=settings.text_learn)
 
 
 def build_worker(

@@ -15,10 +15,12 @@ from typing import Any
 import orjson
 
 from models.segments.policy import SegmentPolicy
-from streams.contracts.events import Event
+from models.text.local import LocalAnalyzer
+from streams.contracts.enriched import EnrichedReview
+from streams.contracts.events import Event, ReviewEvent
 from streams.exceptions import InvalidEvent
 from streams.features.state import UserState
-from streams.features.update import FeatureConfig, update
+from streams.features.update import FeatureConfig, apply_enrichment, update
 from streams.features.vector import vector
 
 
@@ -79,6 +81,8 @@ class Processor:
         dedupe_window_ms: int = 86_400_000,
         dedupe_max_ids: int = 512,
         timer_granularity_ms: int = 86_400_000,
+        analyzer: LocalAnalyzer | None = None,
+        learn_text: bool = True,
     ) -> None:
         self.policy = policy
         self.lateness_ms = lateness_ms
@@ -87,6 +91,8 @@ class Processor:
         self.dedupe_window_ms = dedupe_window_ms
         self.dedupe_max_ids = dedupe_max_ids
         self.timer_granularity_ms = timer_granularity_ms
+        self.analyzer = analyzer
+        self.learn_text = learn_text
 
     def process(self, state: UserState | None, event: Event, source: Source) -> Result:
         """Return the new state and outputs; raise ``InvalidEvent('late')`` for late data.
@@ -104,12 +110,37 @@ class Processor:
                     f"event time {iso(ts)} is more than {self.lateness_ms // 1000}s behind "
                     f"the user's latest event {iso(state.last_ts)}",
                 )
-        state = update(state, event, self.feature_config)
+        analysis = None
+        if self.analyzer is not None and isinstance(event, ReviewEvent) and event.text:
+            if self.learn_text:
+                # the analysis comes before the update: a review never grades itself
+                analysis = self.analyzer.analyze_and_learn(event.text, event.rating, event.lang)
+            else:
+                analysis = self.analyzer.analyze(event.text, event.lang)
+        state = update(state, event, self.feature_config, analysis=analysis)
         if self.dedupe_max_ids:
             self._remember(state, ts, event.event_id)
         origin = {"topic": source.topic, "partition": source.partition,
                   "offset": source.offset, "event_id": event.event_id, "event_ts_ms": ts}
         return self._evaluate(event.user_id, state, state.last_ts, source, origin)
+
+    def process_enriched(self, state: UserState, enriched: EnrichedReview,
+                         source: Source) -> Result:
+        """Fold an LLM (or fallback) analysis of a review into the user's text features.
+
+        Not de-duplicated by ``event_id`` (it is the review's own id) and never late: it
+        replaces the local analysis of a review the state already holds, or does nothing.
+        """
+        if enriched.source == "llm" and self.analyzer is not None and enriched.text \
+                and self.learn_text:
+            self.analyzer.learn_labels(enriched.text, enriched.analysis)
+        new = apply_enrichment(state, enriched, self.feature_config)
+        if new is None:
+            return Result(state, duplicate=True)  # the review is not (or no longer) held
+        origin = {"topic": source.topic, "partition": source.partition,
+                  "offset": source.offset, "event_id": enriched.event_id,
+                  "event_ts_ms": enriched.ts}
+        return self._evaluate(enriched.user_id, new, new.last_ts, source, origin)
 
     def _remember(self, state: UserState, ts: int, event_id: str) -> None:
         seen = state.seen

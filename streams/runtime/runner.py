@@ -50,9 +50,11 @@ from confluent_kafka import (
 )
 
 from streams.config import Settings
-from streams.contracts.decode import EventDecoder
+from streams.contracts.decode import EventDecoder, decode_enriched
+from streams.contracts.enriched import EnrichedReview
 from streams.contracts.erase import EraseRequest, audit_record, decode_erase
 from streams.exceptions import DeliveryError, InvalidEvent, KafkaIOError
+from streams.http.health import Health
 from streams.kafka.clients import consumer_config, producer_config, restore_consumer_config
 from streams.kafka.dlq import dlq_headers
 from streams.metrics import WorkerMetrics
@@ -94,8 +96,10 @@ class Worker:
         consumer_factory: Callable[[dict[str, Any]], Consumer] = Consumer,
         producer_factory: Callable[[dict[str, Any]], Producer] = Producer,
         clock: Callable[[], float] = time.time,
+        health: Health | None = None,
     ) -> None:
         self.settings = settings
+        self.health = health if health is not None else Health()
         self.processor = processor
         self.decoder = decoder
         self.metrics = metrics
@@ -111,7 +115,8 @@ class Worker:
         self._acked: dict[str, int] = {}
         self._changelog_hi: dict[int, int] = {}
         t = settings.topics
-        self._inputs = (*t.inputs, t.erase)
+        self._inputs = (*t.inputs, *((t.enriched,) if settings.consume_enriched else ()),
+                        t.erase)
         self.consumer = consumer_factory(
             consumer_config(settings, stats_cb=self._on_stats, error_cb=self._on_error,
                             on_commit=self._on_commit)
@@ -182,6 +187,9 @@ class Worker:
                     raise KafkaIOError(f"fatal Kafka error: {self._fatal.str()}")
                 msgs = self.consumer.consume(self.settings.batch_size,
                                              self.settings.poll_timeout_s)
+                self.health.tick()
+                if msgs:
+                    self.health.broker_ok()
                 if msgs or self.aligner.buffered() or self._punctuation_due():
                     try:
                         self._process_batch(msgs)
@@ -196,6 +204,7 @@ class Worker:
     def _process_batch(self, msgs: list[Message]) -> None:
         now_ms = int(self.clock() * 1000)
         erase_topic = self.settings.topics.erase
+        enriched_topic = self.settings.topics.enriched
         # 1. decode everything consumed and buffer it per topic-partition
         for msg in msgs:
             err = msg.error()
@@ -216,6 +225,10 @@ class Worker:
                 if topic == erase_topic:
                     req = decode_erase(msg.value())
                     self.aligner.add(topic, part, offset, req.ts_ms, (msg, req))
+                    continue
+                if topic == enriched_topic:
+                    enr = decode_enriched(msg.key(), msg.value(), self.settings.max_event_bytes)
+                    self.aligner.add(topic, part, offset, enr.ts, (msg, enr))
                     continue
                 event = self.decoder.decode(topic, msg.key(), msg.value(), now_ms)
             except InvalidEvent as exc:
@@ -245,6 +258,9 @@ class Worker:
                 continue
             if isinstance(item, EraseRequest):
                 self._erase(part, item)
+                continue
+            if isinstance(item, EnrichedReview):
+                self._enriched(part, msg, item, Source(topic, part, offset))
                 continue
             event = item
             store = self.stores[part]
@@ -338,6 +354,20 @@ class Worker:
             if self.aligner.buffered(part):
                 continue
             self._fire_timers(part, store, as_of, "wall_clock", as_of=as_of)
+
+    def _enriched(self, part: int, msg: Message, enr: EnrichedReview, source: Source) -> None:
+        store = self.stores[part]
+        state = store.get(enr.user_id)
+        result = (self.processor.process_enriched(state, enr, source) if state is not None
+                  else None)
+        if result is None or result.duplicate:
+            # the review is no longer held (pruned, erased): nothing to fold in
+            self.metrics.events.labels(source.topic, "enriched_unmatched").inc()
+            return
+        self.metrics.events.labels(source.topic, "review_enriched").inc()
+        store.put(enr.user_id, result.state)
+        if result.changes:
+            self._emit(part, msg.key(), result)
 
     def _erase(self, part: int, req: EraseRequest) -> None:
         """Forget a user: state (changelog tombstone), current record (tombstone), pending
@@ -614,6 +644,10 @@ class Worker:
 
     def _on_stats(self, raw: str) -> None:
         stats = orjson.loads(raw)
+        if any(b.get("state") == "UP" for b in stats.get("brokers", {}).values()):
+            self.health.broker_ok()
+        if stats.get("cgrp", {}).get("join_state") == "steady" and not self._assigned:
+            self.health.assigned([])  # a member without partitions is ready too
         for tname, topic in stats.get("topics", {}).items():
             for pid, p in topic.get("partitions", {}).items():
                 lag = p.get("consumer_lag", -1)
@@ -623,6 +657,7 @@ class Worker:
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Open and restore the stores of newly assigned partition numbers, then resume
         from the committed offsets (exactly-once) or the stores' offsets (at-least-once)."""
+        self.health.assigned({tp.partition for tp in partitions})
         new_parts = sorted({tp.partition for tp in partitions} - set(self.stores))
         if new_parts:
             restorer = self._consumer_factory(restore_consumer_config(self.settings))
@@ -632,6 +667,7 @@ class Worker:
                         self._store_path(part),
                         cache_size=max(100, self.settings.cache_users // 4))
                     self._restore(restorer, part)
+                    self.health.restored(part)
             finally:
                 restorer.close()
         if not self.eos:
@@ -722,6 +758,7 @@ class Worker:
         still = {p for _, p in self._assigned}
         gone = {tp.partition for tp in partitions} - still
         self._close_stores(gone)
+        self.health.revoked(gone)
         self.metrics.assigned.set(len(self._assigned))
         log.info("partitions revoked", extra={"ctx": {
             "partitions": sorted(still), "removed": sorted(gone)}})
@@ -748,6 +785,7 @@ class Worker:
         self.metrics.store_users.set(sum(s.users() for s in self.stores.values()))
 
     def _shutdown(self) -> None:
+        self.health.stopping()
         # 1. an unfinished transaction is aborted (its batch was not committed); queued
         #    at-least-once outputs are delivered (or reported) before leaving
         if self.eos and self._in_txn:

@@ -378,6 +378,7 @@ class Outputs:
     current: list[Record]
     dlq: list[Record]
     extra: dict[str, list[Record]]  # further output roles (alerts, ...) when present
+    txn_wait_s: float = 0.0  # how long open transactions hid records from the reader
 
 
 # Outputs compared by id. The changelog is the run's private state, not an output.
@@ -386,10 +387,15 @@ EXTRA_OUTPUT_ROLES = ("alerts",)
 
 def read_outputs(settings: Settings) -> Outputs:
     t = settings.topics
+    started = time.monotonic()
+    for role in ("changes", "current", "dlq", *EXTRA_OUTPUT_ROLES):
+        if hasattr(t, role):
+            wait_no_open_transactions(settings, getattr(t, role))
+    waited = time.monotonic() - started
     extra = {r: read_committed(settings, getattr(t, r)) for r in EXTRA_OUTPUT_ROLES
              if hasattr(t, r)}
     return Outputs(read_committed(settings, t.changes), read_committed(settings, t.current),
-                   read_committed(settings, t.dlq), extra)
+                   read_committed(settings, t.dlq), extra, waited)
 
 
 # ------------------------------------------------------------------------ comparing
@@ -526,7 +532,8 @@ def figures(label: str, records: int, got: Outputs, report: RunReport, **more: o
             f"({ch.received - ch.duplicates} distinct, reference {ch.expected}); "
             f"duplicates {ch.duplicates}; losses {len(ch.missing)}; differing "
             f"{len(ch.differing)}; unexpected {len(ch.unexpected)}; current records "
-            f"{len(got.current)}; dead letters {len(got.dlq)}; {extra}\n{report.detail()}")
+            f"{len(got.current)}; dead letters {len(got.dlq)}; open transactions waited "
+            f"out {got.txn_wait_s:.1f}s; {extra}\n{report.detail()}")
 
 
 def dlq_positions(outputs: Outputs) -> list[tuple[str, int, int]]:

@@ -41,3 +41,17 @@ def test_topic_names_must_be_distinct(tmp_path: Path):
     with pytest.raises(ConfigError, match="distinct"):
         ActionsConfig.from_env({**TOKEN, "SEGSTREAM_TOPIC_COUPONS": "same",
                                 "SEGSTREAM_TOPIC_HOLDOUT": "same"})
+
+
+def test_sasl_settings_are_shared_with_the_worker_and_checked():
+    with pytest.raises(ConfigError, match="SASL needs"):
+        ActionsConfig.from_env({**TOKEN, "SEGSTREAM_KAFKA_SECURITY_PROTOCOL": "SASL_SSL"})
+    c = ActionsConfig.from_env({**TOKEN, "SEGSTREAM_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+                                "SEGSTREAM_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+                                "SEGSTREAM_KAFKA_SASL_USERNAME": "svc",
+                                "SEGSTREAM_KAFKA_SASL_PASSWORD": "pw-not-shown"})
+    assert c.kafka_common()["sasl.username"] == "svc"
+    assert "pw-not-shown" not in repr(c)
+    creds = c.broker_credentials()
+    assert creds.username == "svc" and creds.ssl_context is not None
+    assert ActionsConfig.from_env(TOKEN).broker_credentials() is None
