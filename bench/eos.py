@@ -100,8 +100,9 @@ def raw_baseline(settings: Settings, n: int, group: str) -> float:
         if msgs and not first:
             first = time.perf_counter()
         for m in msgs:
-            if m.error() is None:
-                orjson.loads(m.value())
+            value = m.value()
+            if m.error() is None and value is not None:
+                orjson.loads(value)
                 seen += 1
     elapsed = time.perf_counter() - first
     c.close()

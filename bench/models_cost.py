@@ -7,7 +7,7 @@ loop without the model steps. Also prints the per-call cost of a debounced tick,
 rescoring tick and learning one example, and the snapshot size and save/load times.
 
     .venv/bin/python bench/models_cost.py [--events 100000] [--users 2000]
-        [--debounce S] [--label-gap S]
+        [--debounce S] [--label-gap S] [--materiality F]
 """
 
 from __future__ import annotations
@@ -50,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--users", type=int, default=2_000)
     ap.add_argument("--debounce", type=int, default=None,
                     help="seconds of event time (default: SEGSTREAM_MODEL_DEBOUNCE_S default)")
+    ap.add_argument("--materiality", type=float, default=None,
+                    help="relative change that triggers a rescoring (default: config)")
     ap.add_argument("--rounds", type=int, default=3, help="alternating rounds, best kept")
     ap.add_argument("--label-gap", type=int, default=None,
                     help="seconds between label snapshots of a user (default: config default)")
@@ -65,10 +67,12 @@ def main(argv: list[str] | None = None) -> int:
     cfg = ModelConfig()
     if args.debounce is not None:
         cfg = replace(cfg, debounce_s=args.debounce)
+    if args.materiality is not None:
+        cfg = replace(cfg, materiality=args.materiality)
     if args.label_gap is not None:
         cfg = replace(cfg, snapshot_gap_s=args.label_gap)
     print(f"{n:,} simulated events, {args.users:,} users; debounce {cfg.debounce_s}s, label "
-          f"gap {cfg.snapshot_gap_s}s, horizon {cfg.horizon_days}d")
+          f"gap {cfg.snapshot_gap_s}s, materiality {cfg.materiality}, horizon {cfg.horizon_days}d")
 
     def rules_only() -> None:
         states: dict[str, UserState] = {}

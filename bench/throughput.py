@@ -14,6 +14,7 @@ Usage: KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:9092 python bench/throughput.py [--even
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import shutil
 import tempfile
@@ -27,7 +28,7 @@ from confluent_kafka import Consumer, Producer
 from prometheus_client import CollectorRegistry
 
 from streams import logs
-from streams.config import Settings
+from streams.config import Settings, Topics
 from streams.kafka.clients import admin
 from streams.kafka.topics import create_topics
 from streams.runtime.app import build_worker
@@ -43,8 +44,8 @@ def main() -> None:
 
     run = f"bench{uuid.uuid4().hex[:6]}"
     state = Path(tempfile.mkdtemp(prefix="segstream-bench-"))
-    env = {f"SEGSTREAM_TOPIC_{r.upper()}": f"{run}.{r}"
-           for r in ("clicks", "orders", "reviews", "dlq", "changes", "current")}
+    env = {f"SEGSTREAM_TOPIC_{f.name.upper()}": f"{run}.{f.name}"
+           for f in dataclasses.fields(Topics)}
     env.update({"SEGSTREAM_GROUP_ID": f"{run}-worker", "SEGSTREAM_STATE_DIR": str(state),
                 "SEGSTREAM_PARTITIONS": str(args.partitions), "SEGSTREAM_LOG_LEVEL": "WARNING"})
     settings = Settings.from_env({**os.environ, **env})

@@ -393,9 +393,11 @@ def features_cmd() -> None:
 def _register_subcommands() -> None:
     """Commands of the other processes (enrichment, actions, models), added lazily so
     that importing the CLI does not import their heavy dependencies' state."""
+    from streams.actions.cli import actions
     from streams.enrich.cli import enrich, make_describe_command
 
     cli.add_command(enrich)
+    cli.add_command(actions)
     segments_cmd.add_command(make_describe_command(load_profiles=None))
 
 

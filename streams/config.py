@@ -26,6 +26,9 @@ from typing import Any
 from streams.exceptions import ConfigError
 
 PREFIX = "SEGSTREAM_"
+# Topic roles of the actions service (streams.actions.config), tolerated here.
+ACTION_TOPIC_ROLES = frozenset({"coupons", "holdout", "vip_routing", "alerts",
+                                "churn_alerts"})
 
 
 class Secret:
@@ -71,7 +74,7 @@ class Topics:
     # one record per completed erasure, kept for the compliance trail
     audit: str = "segstream.audit"
     # churn-risk alerts and model events (drift detections)
-    alerts: str = "alerts.churn"
+    churn: str = "alerts.churn"
     model_events: str = "segstream.model-events"
     # LLM-enriched reviews (optional input; see streams.enrich)
     enriched: str = "shop.reviews.enriched"
@@ -101,6 +104,8 @@ class Settings:
     # "<group>-<group_instance_id>" or an id kept in the state directory.
     transactional_id: str = ""
     transaction_timeout_ms: int = 60_000
+    # How often outputs, state and offsets are committed (one transaction per interval).
+    commit_interval_ms: int = 500
     # A repeated event_id for the same user within this window (event time) is ignored.
     dedupe_window_s: int = 86_400
     dedupe_max_ids: int = 512
@@ -176,6 +181,8 @@ class Settings:
                 continue
             if name.startswith("topic_"):
                 tname = name[len("topic_") :]
+                if tname in ACTION_TOPIC_ROLES:
+                    continue  # read by streams.actions.config (one environment for all)
                 if tname not in {f.name for f in dataclasses.fields(Topics)}:
                     problems.append(f"{key}: unknown topic role {tname!r}")
                 elif not raw.strip():
@@ -222,6 +229,8 @@ class Settings:
         if not 1_000 <= self.transaction_timeout_ms <= 900_000:
             p.append("SEGSTREAM_TRANSACTION_TIMEOUT_MS must be between 1000 and 900000 (the "
                      "broker's transaction.max.timeout.ms default)")
+        if not 0 <= self.commit_interval_ms <= 60_000:
+            p.append("SEGSTREAM_COMMIT_INTERVAL_MS must be between 0 and 60000")
         if self.dedupe_window_s < 0 or self.dedupe_max_ids < 0:
             p.append("SEGSTREAM_DEDUPE_WINDOW_S and SEGSTREAM_DEDUPE_MAX_IDS must be >= 0")
         if self.timer_granularity_s < 0 or self.wall_clock_punctuation_s < 0:

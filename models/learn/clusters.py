@@ -33,6 +33,8 @@ from models.learn.inputs import MODEL_FEATURES, ROW_NAMES, Row
 
 RELABEL_EVERY = 500
 RECOMPILE_EVERY = 32
+STD_EVERY = 64
+WARMUP = 500  # points before the k-means++ start: early users have few features yet
 _ZERO = (0,) * len(MODEL_FEATURES)
 DISTINCTIVE = 3
 
@@ -70,12 +72,13 @@ class SequentialKMeans:
 
     Why next to river's: river's ``KMeans`` costs about 100 us a step (dict distances to
     every centre), which made clustering the most expensive part of a scoring. This does
-    the same kind of update on arrays in a few microseconds, so every daily scoring can
-    feed it. Centres start from a k-means++ pick among the first ``warmup`` points and
-    move by ``max(1 / n_j, min_rate)``; inputs are standardised by a Welford running
-    mean and variance. ``min_rate`` 0.3 (close to river's ``halflife`` 0.3) was chosen by
-    measurement: slower rates (0.005, 0.05) left the centres where the early, still
-    featureless users put them (ARI 0.18-0.69 on the simulator against 0.58-0.85).
+    the same kind of update on arrays in about 10 us, so every daily scoring can feed it,
+    and recovered the simulator's personas as well as river's on five seeds of six
+    (``docs/models.md``). Centres start from a k-means++ pick among the first ``warmup``
+    points and move by ``max(1 / n_j, min_rate)``; inputs are standardised by a Welford
+    running mean and variance. Both defaults were chosen by measurement: an earlier start
+    (120 points) or slower rates (0.005 to 0.1) left centres where the early, still
+    featureless users put them.
 
     >>> km = SequentialKMeans(k=2, dim=1, seed=1, warmup=4)
     >>> for v in (0.0, 10.0, 0.2, 9.8, 0.1, 10.1):
@@ -89,7 +92,7 @@ class SequentialKMeans:
         self.k = k
         self.dim = dim
         self.seed = seed
-        self.warmup = warmup if warmup is not None else 20 * k
+        self.warmup = warmup if warmup is not None else WARMUP
         self.min_rate = min_rate
         self.n = 0
         self.mean = np.zeros(dim)
@@ -97,6 +100,8 @@ class SequentialKMeans:
         self.centres: Any = None
         self.counts = np.zeros(k)
         self._buffer: list[Any] = []
+        self._inv_std: Any = None
+        self._std_at = 0
 
     @property
     def centers(self) -> dict[int, list[float]]:
@@ -106,8 +111,14 @@ class SequentialKMeans:
         return {j: [float(v) for v in self.centres[j]] for j in range(self.k)}
 
     def _z(self, v: Any) -> Any:
-        var = self.m2 / max(self.n, 1)
-        return np.where(var > 0, (v - self.mean) / np.sqrt(np.where(var > 0, var, 1.0)), 0.0)
+        # 1/std is refreshed every n/32 steps (at most every STD_EVERY): it moves slowly
+        # once many points are in, and the refresh is most of the cost of a step.
+        if self._inv_std is None or self.n - self._std_at >= min(STD_EVERY,
+                                                                 self.n // 32 + 1):
+            var = self.m2 / max(self.n, 1)
+            self._inv_std = np.where(var > 0, 1.0 / np.sqrt(np.where(var > 0, var, 1.0)), 0.0)
+            self._std_at = self.n
+        return (v - self.mean) * self._inv_std
 
     def learn_predict(self, values: Sequence[float]) -> int:
         v = np.asarray(values, dtype=float)
@@ -122,20 +133,22 @@ class SequentialKMeans:
             self._init()
             return self.predict(values)
         z = self._z(v)
-        j = int(((self.centres - z) ** 2).sum(axis=1).argmin())
+        d = self.centres - z
+        j = int(np.einsum("ij,ij->i", d, d).argmin())
         self.counts[j] += 1
-        self.centres[j] += (z - self.centres[j]) * max(1.0 / self.counts[j], self.min_rate)
+        self.centres[j] -= d[j] * max(1.0 / self.counts[j], self.min_rate)
         return j
 
     def predict(self, values: Sequence[float]) -> int:
         if self.centres is None:
             return 0
-        z = self._z(np.asarray(values, dtype=float))
-        return int(((self.centres - z) ** 2).sum(axis=1).argmin())
+        d = self.centres - self._z(np.asarray(values, dtype=float))
+        return int(np.einsum("ij,ij->i", d, d).argmin())
 
     def _init(self) -> None:
         """k-means++ seeding on the warm-up points (deterministic for a seed)."""
         rng = np.random.default_rng(self.seed)
+        self._inv_std = None
         pts = np.array([self._z(b) for b in self._buffer])
         chosen = [pts[int(rng.integers(len(pts)))]]
         for _ in range(1, self.k):

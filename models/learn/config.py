@@ -51,6 +51,7 @@ class ModelConfig:
     snapshot_gap_s: int = 604_800
     max_pending: int = 8
     early_labels: bool = False
+    snapshot_idle_days: int = 365
     clusters: int = 6
     cluster_algorithm: str = "sequential"
     cluster_learn_every: int = 1
@@ -129,6 +130,7 @@ class ModelConfig:
         read("SEGSTREAM_MODEL_LABEL_GAP_S", "snapshot_gap_s", int, non_negative)
         read("SEGSTREAM_MODEL_EARLY_LABELS", "early_labels", _bool,
              lambda v: None if v is not None else "use true or false")
+        read("SEGSTREAM_MODEL_SNAPSHOT_IDLE_DAYS", "snapshot_idle_days", int, positive)
         read("SEGSTREAM_MODEL_MAX_PENDING", "max_pending", int, positive)
         read("SEGSTREAM_MODEL_CLUSTERS", "clusters", int,
              lambda v: None if v is not None and 2 <= v <= 50 else "use 2..50")

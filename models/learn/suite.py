@@ -53,6 +53,7 @@ log = logging.getLogger(__name__)
 M_AT, M_CHURN, M_TIER, M_VALUE, M_PCT, M_CLUSTER = range(6)
 M_X = 6
 DAY_MS = 86_400_000
+DESCRIBE_EVERY = 4  # cluster profiles are means: a sample of the learnt scorings suffices
 MODELS = ("churn", "value", "clusters")
 
 
@@ -121,13 +122,12 @@ class ModelSuite:
         Rescored when never scored, when ``max_staleness`` has passed, or when at least
         ``debounce`` has passed and an input changed materially.
         """
+        if last_scored and as_of - last_scored[M_AT] < self.cfg.debounce_ms:
+            return _from_memo(last_scored)
         x = compact(features)
-        if last_scored:
-            elapsed = as_of - last_scored[M_AT]
-            if elapsed < self.cfg.max_staleness_ms and (
-                    elapsed < self.cfg.debounce_ms
-                    or not changed_materially(last_scored[M_X:], x, self.cfg.materiality)):
-                return _from_memo(last_scored)
+        if last_scored and as_of - last_scored[M_AT] < self.cfg.max_staleness_ms and (
+                not changed_materially(last_scored[M_X:], x, self.cfg.materiality)):
+            return _from_memo(last_scored)
         return self.score(x, as_of, last_scored)
 
     def score(self, x: Compact, as_of: int, last_scored: list[Any] | None) -> Scores:
@@ -154,7 +154,8 @@ class ModelSuite:
             self._eligible += 1
             if self._eligible % cfg.cluster_learn_every == 0 or self.learned["clusters"] < 50:
                 c = self.clusters.learn_predict_values(values)
-                self.clusters.describe(c, x)
+                if self.learned["clusters"] % DESCRIBE_EVERY == 0:
+                    self.clusters.describe(c, x)
                 self.learned["clusters"] += 1
         if c < 0:
             c = self.clusters.predict_values(values)

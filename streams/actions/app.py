@@ -25,8 +25,9 @@ order, and faust flushes the producer before it commits offsets. A redelivered c
 changelog the table is restored from. The remaining gap is a crash between the broker's
 acknowledgements of the actions and of the changelog record queued right behind them
 (usually one produce request): that change's actions are then produced again,
-byte-identical (same ``action_id``, same coupon code), never lost and never a second,
-different coupon.
+byte-identical (same ``action_id``, same coupon code), never a second, different coupon.
+Only if the changelog record overtook the actions inside the producer would they be
+lost instead.
 
 The tables use faust's memory store, rebuilt from the changelog at start-up: its RocksDB
 store writes locally before the changelog record is sent, so after a crash the local

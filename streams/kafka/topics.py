@@ -44,7 +44,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
                                    "delete.retention.ms": str(86_400_000)}),
         TopicSpec(t.erase, n, {"retention.ms": str(30 * 86_400_000)}),
         TopicSpec(t.audit, n, {"retention.ms": str(5 * 365 * 86_400_000)}),
-        TopicSpec(t.alerts, n, {"retention.ms": str(30 * 86_400_000)}),
+        TopicSpec(t.churn, n, {"retention.ms": str(30 * 86_400_000)}),
         TopicSpec(t.model_events, 1, {"retention.ms": str(90 * 86_400_000)}),
         TopicSpec(t.enriched, n, {"retention.ms": str(7 * 86_400_000)}),
     ]
@@ -96,7 +96,7 @@ def check_inputs(settings: Settings, admin: AdminClient, timeout: float = 30.0) 
     t = settings.topics
     optional = (t.enriched,) if settings.consume_enriched else ()
     for name in (*t.inputs, t.dlq, t.changes, t.current, t.changelog, t.erase, t.audit,
-                 t.alerts, t.model_events, *optional):
+                 t.churn, t.model_events, *optional):
         topic = md.topics.get(name)
         if topic is None or topic.error is not None:
             missing.append(name)

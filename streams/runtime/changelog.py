@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from streams.exceptions import KafkaIOError
 from streams.runtime.store import PartitionStore
@@ -61,7 +61,7 @@ def restore_partition(
     """
     started = time.monotonic()
     tp = TopicPartition(topic, partition)
-    lo, hi = consumer.get_watermark_offsets(tp, timeout=30)
+    lo, hi = _watermarks(consumer, tp)
     cp = store.checkpoint()
     start = int(cp.get("changelog_next", -1))
     reason = ""
@@ -96,6 +96,24 @@ def restore_partition(
                            from_scratch)
     store.flush({}, owner=owner, watermark=0)
     return result
+
+
+def _watermarks(consumer: Consumer, tp: TopicPartition, wait_s: float = 60.0) -> tuple[int, int]:
+    """The partition's offsets; a just-created changelog may not be in the metadata yet."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            lo, hi = consumer.get_watermark_offsets(tp, timeout=10)
+            return int(lo), int(hi)
+        except KafkaException as exc:
+            err = exc.args[0]
+            if time.monotonic() > deadline or not (
+                    err.retriable() or err.code() in (KafkaError._UNKNOWN_PARTITION,
+                                                      KafkaError.UNKNOWN_TOPIC_OR_PART,
+                                                      KafkaError.LEADER_NOT_AVAILABLE)):
+                raise KafkaIOError(f"cannot read the changelog {tp.topic}[{tp.partition}]: "
+                                   f"{err.str()}") from None
+            time.sleep(0.5)
 
 
 def _read_to_end(consumer: Consumer, store: PartitionStore, start: int, hi: int,

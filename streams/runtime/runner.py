@@ -139,6 +139,9 @@ class Worker:
         self._assigned: set[tuple[str, int]] = set()
         self._members: dict[int, Counter[str]] = {}
         self._last_punctuation = time.monotonic()
+        self._last_commit = time.monotonic()
+        self._positions: dict[tuple[str, int], int] = {}
+        self._changes_ts: list[tuple[int, int]] = []
         self.batches = 0
         self.processed = 0
         self.duplicates = 0
@@ -190,15 +193,29 @@ class Worker:
                 self.health.tick()
                 if msgs:
                     self.health.broker_ok()
-                if msgs or self.aligner.buffered() or self._punctuation_due():
-                    try:
+                try:
+                    if msgs or self.aligner.buffered() or self._punctuation_due():
                         self._process_batch(msgs)
-                    except TransactionAborted:
-                        continue
-                    if max_batches is not None and self.batches >= max_batches:
-                        break
+                    if self._commit_due():
+                        self._commit()
+                except TransactionAborted:
+                    continue
+                if max_batches is not None and self.batches >= max_batches:
+                    self._commit()
+                    break
+            else:
+                self._commit()  # 0. stopping: what was processed is committed first
         finally:
             self._shutdown()
+
+    def _commit_due(self) -> bool:
+        """Commit every ``commit_interval_ms`` (Kafka Streams' commit.interval.ms): a
+        transaction per poll would cost a broker round trip per few hundred events, and
+        a user touched many times in an interval is written to the changelog once."""
+        if not (self._positions or self._in_txn):
+            return False
+        elapsed = (time.monotonic() - self._last_commit) * 1000
+        return elapsed >= self.settings.commit_interval_ms
 
     # -------------------------------------------------------------- the batch
     def _process_batch(self, msgs: list[Message]) -> None:
@@ -236,8 +253,8 @@ class Worker:
                 continue
             self.aligner.add(topic, part, offset, event.ts_ms, (msg, event))
         # 2. process what is safe to release, in event-time order per partition number
-        positions: dict[tuple[str, int], int] = {}
-        changes_ts: list[tuple[int, int]] = []
+        positions = self._positions
+        changes_ts = self._changes_ts
         # Memoised for this release: nothing new is consumed while it runs, and it asks
         # about the same empty siblings once per released message.
         memo: dict[tuple[str, int], bool | None] = {}
@@ -286,8 +303,6 @@ class Worker:
         # 3. wall-clock punctuation for partitions with nothing buffered (optional)
         if self._punctuation_due():
             self._punctuate(now_ms)
-        # 4. outputs, state and offsets of what was processed
-        self._commit(positions, changes_ts)
         for (topic, etype), n in counts.items():
             self.metrics.events.labels(topic, etype).inc(n)
         self._backpressure()
@@ -444,8 +459,11 @@ class Worker:
             self._paused.difference_update(resume)
 
     # ------------------------------------------------------------ committing
-    def _commit(self, positions: dict[tuple[str, int], int],
-                changes_ts: list[tuple[int, int]]) -> None:
+    def _commit(self) -> None:
+        """Commit everything processed since the last commit (outputs, state, offsets)."""
+        positions, changes_ts = self._positions, self._changes_ts
+        self._positions, self._changes_ts = {}, []
+        self._last_commit = time.monotonic()
         started = time.perf_counter()
         changelog = self.settings.topics.changelog
         # 1. the batch's state writes go to each partition's changelog
@@ -550,6 +568,7 @@ class Worker:
             err = exc.args[0]
             raise KafkaIOError(f"abort_transaction failed: {err.str()}") from None
         self._in_txn = False
+        self._positions, self._changes_ts = {}, []
         self._delivery_errors.clear()
         self._acked.clear()
         self._changelog_hi.clear()
@@ -734,8 +753,10 @@ class Worker:
             consumer.commit(offsets=ahead, asynchronous=True)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        # Each batch is committed before the next poll; make the group's copy current so
-        # the next owner of these partitions starts where this worker stopped.
+        # What was processed is committed before the partitions go, so the next owner
+        # starts exactly where this worker stopped.
+        if self._fatal is None:
+            self._commit()
         self._commit_group_sync()
         self._release(partitions)
         if self.settings.group_protocol == "consumer":

@@ -8,10 +8,18 @@ committed offsets, reads the outputs with a ``read_committed`` consumer only onc
 transaction is open on them, and compares them record by record with a reference.
 
 The reference is an *uninterrupted* worker run over the very same input topics with its
-own consumer group, state directory and output topics (:func:`reference_run`). Output ids
-derive from the input topic, partition and offset, so sharing the inputs makes the ids
-of both runs equal by construction; the comparison is then plain: per ``event_id`` the
-same full payload, nothing missing, nothing twice.
+own consumer group, state directory, changelog and output topics
+(:func:`reference_settings`, :func:`run_to_completion`). Output ids derive from the input
+topic, partition and offset, so sharing the inputs makes the ids of both runs equal by
+construction; the comparison is then plain: per ``event_id`` the same full payload,
+nothing missing, nothing twice (:func:`compare_runs`). The reference itself is checked
+against the in-process replay (:func:`replay_agrees`).
+
+Examples
+--------
+>>> c = compare("changes", [("a", 1), ("b", 2), ("b", 2), ("x", 9)], {"a": 1, "b": 3, "c": 4})
+>>> c.missing, c.duplicated, c.unexpected, c.differing, c.ok
+(['c'], {'b': 1}, ['x'], ['b'], False)
 """
 
 from __future__ import annotations
@@ -27,7 +35,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from confluent_kafka import Consumer, IsolationLevel, KafkaError, KafkaException, TopicPartition
@@ -114,10 +122,6 @@ class Produced:
     events: list[dict[str, Any]]
     bad_positions: frozenset[tuple[str, int, int]]  # (topic, partition, offset) of bad ones
     per_partition: dict[int, int]  # records per partition number, over the input topics
-
-    @property
-    def valid(self) -> int:
-        return len(self.events)
 
 
 def simulated_events(users: int, events: int, seed: int) -> list[dict[str, Any]]:
@@ -305,11 +309,11 @@ class Record:
     partition: int
     offset: int
     key: bytes | None
-    value: bytes
+    value: bytes | None  # None: a tombstone
     headers: dict[str, str]
 
     def json(self) -> Any:
-        return orjson.loads(self.value)
+        return None if self.value is None else orjson.loads(self.value)
 
 
 def _offsets(client: AdminClient, tps: list[TopicPartition], level: IsolationLevel
@@ -363,8 +367,8 @@ def read_committed(settings: Settings, topic: str, timeout: float = 60) -> list[
                         pending.discard(m.partition())
                         continue
                     raise KafkaException(err)
-                out.append(Record(m.partition(), m.offset(), m.key(), m.value(),
-                                  parse_headers(m.headers())))
+                out.append(Record(cast(int, m.partition()), cast(int, m.offset()), m.key(),
+                                  m.value(), parse_headers(cast(Any, m.headers()))))
     finally:
         c.close()
     return out
@@ -481,7 +485,7 @@ def _generic_pairs(records: list[Record]) -> list[tuple[str, Any]]:
         except orjson.JSONDecodeError:
             payload = None
         rid = payload.get("event_id") if isinstance(payload, dict) else None
-        out.append((str(rid) if rid else r.value.hex(), payload if rid else r.value))
+        out.append((str(rid) if rid else (r.value or b"").hex(), payload if rid else r.value))
     return out
 
 

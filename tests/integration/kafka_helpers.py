@@ -49,6 +49,7 @@ def env_of(settings: Settings) -> dict[str, str]:
         "SEGSTREAM_SESSION_TIMEOUT_MS": str(settings.session_timeout_ms),
         "SEGSTREAM_GROUP_INSTANCE_ID": settings.group_instance_id,
         "SEGSTREAM_PROCESSING_GUARANTEE": settings.processing_guarantee,
+        "SEGSTREAM_COMMIT_INTERVAL_MS": str(settings.commit_interval_ms),
         "SEGSTREAM_TEXT_ANALYZER": settings.text_analyzer,
         "SEGSTREAM_TEXT_LEARN": str(settings.text_learn).lower(),
         "SEGSTREAM_ALLOWED_LATENESS_S": str(settings.allowed_lateness_s),

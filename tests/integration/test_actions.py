@@ -41,6 +41,7 @@ from streams.actions.engine import (
 )
 from streams.actions.topics import admin, ensure_topics
 from streams.config import Settings
+from streams.exceptions import ConfigError
 from streams.kafka.dlq import parse_headers
 
 from .kafka_helpers import end_offsets, produce, read_all, wait_until
@@ -316,8 +317,9 @@ def test_exactly_one_action_per_change_across_a_crash_and_a_redelivery(
     churn_recs = [(p, o, k, v) for (topic, p, o), (_t, k, v) in positions if topic == t.churn]
     assert set(ids) == _expected(book, change_recs, churn_recs, 3)
 
-    coupons = [orjson.loads(m.value()) for m in got["coupons"]]
-    held = [orjson.loads(m.value()) for m in got["holdout"]]
+    distinct = {aid: orjson.loads(next(iter(v))) for aid, v in records.items()}
+    coupons = [a for (kind, _), a in distinct.items() if kind == "CouponAction"]
+    held = [a for (kind, _), a in distinct.items() if kind == "HoldoutAction"]
     # frequency cap: one coupon (or holdout slot) per user per 7 days, across campaigns
     per_user: dict[str, list[int]] = defaultdict(list)
     for a in coupons:
@@ -339,7 +341,7 @@ def test_exactly_one_action_per_change_across_a_crash_and_a_redelivery(
     assert welcome_held + welcome_sent == USERS
     assert abs(welcome_held / USERS - 0.3) < 0.04
     # churn alerts: one per alert despite the redelivery, with the win-back offer
-    churn = [orjson.loads(m.value()) for m in got["churn_alerts"]]
+    churn = [a for (kind, _), a in distinct.items() if kind == "ChurnAlertAction"]
     assert len(churn) == len(alerts)
     assert all(a["suggested_campaign"] == "winback" and len(a["top_reasons"]) == 3
                for a in churn)
@@ -354,3 +356,18 @@ def test_exactly_one_action_per_change_across_a_crash_and_a_redelivery(
     reasons = {parse_headers(m.headers())["dlq.reason"] for m in dead}
     assert reasons == {"malformed_json", "missing_field", "key_mismatch"}
     assert all(parse_headers(m.headers())["dlq.source.topic"] == t.changes for m in dead)
+
+
+def test_topics_with_the_wrong_partition_count_stop_the_start_with_the_fix(
+        kafka_bootstrap, test_id):
+    env = {"KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "SEGSTREAM_ACTIONS_API_TOKEN": TOKEN,
+           **{f"SEGSTREAM_TOPIC_{r.upper()}": f"{test_id}.{r}" for r in ROLES}}
+    ensure_topics(ActionsConfig.from_env({**env, "SEGSTREAM_ACTIONS_PARTITIONS": "2"}),
+                  admin(ActionsConfig.from_env(env)))
+    four = ActionsConfig.from_env({**env, "SEGSTREAM_ACTIONS_PARTITIONS": "4"})
+    with pytest.raises(ConfigError, match="SEGSTREAM_ACTIONS_PARTITIONS=4"):
+        ensure_topics(four, admin(four))
+    result = subprocess.run([sys.executable, "-m", "streams.actions", "run"],
+                            env={**os.environ, **env, "SEGSTREAM_ACTIONS_PARTITIONS": "4"},
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "has 2 partitions" in result.stderr

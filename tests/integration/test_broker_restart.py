@@ -124,7 +124,7 @@ def test_worker_rides_out_a_broker_restart(private_broker, test_id, tmp_path):
                  "the group coordinator after the restart", [worker], interval=0.1)
         after_start = seen[-1]
         restarted = time.monotonic()
-        wait_for(lambda: progress.total() >= total, 180, "all input committed", [worker])
+        wait_for(lambda: progress.total() >= total, 120, "all input committed", [worker])
         recovered_s = time.monotonic() - restarted
         assert worker.stop() == 0, worker.tail()
     finally:

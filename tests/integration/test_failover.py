@@ -47,7 +47,11 @@ def test_survivor_takes_over_a_killed_worker_and_nothing_changes(kafka_bootstrap
     rng = random.Random(seed)
     started = time.monotonic()
     s = crash_settings(kafka_bootstrap, test_id, tmp_path / "state",
-                       SEGSTREAM_GROUP_PROTOCOL=protocol, SEGSTREAM_BATCH_SIZE="250")
+                       SEGSTREAM_GROUP_PROTOCOL=protocol, SEGSTREAM_BATCH_SIZE="250",
+                       # the victim never returns to abort its open transaction: the
+                       # broker does after this timeout, and until then read_committed
+                       # readers of the outputs wait (printed as "open transactions")
+                       SEGSTREAM_TRANSACTION_TIMEOUT_MS="15000")
     names = ("w0", "w1")
     workers = {n: WorkerProcess(s, tmp_path / f"{n}.log", SEGSTREAM_CLIENT_ID=n,
                                 SEGSTREAM_STATE_DIR=str(tmp_path / f"state-{n}"))

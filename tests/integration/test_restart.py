@@ -46,7 +46,7 @@ def _start_worker(settings, log: Path, **extra: str) -> subprocess.Popen:
 def test_kill_and_restart_gives_the_same_result_as_an_uninterrupted_run(
         kafka_bootstrap, test_id, tmp_path):
     s = isolated_settings(kafka_bootstrap, test_id, tmp_path / "state",
-                          SEGSTREAM_BATCH_SIZE="20",
+                          SEGSTREAM_BATCH_SIZE="20", SEGSTREAM_COMMIT_INTERVAL_MS="0",
                           SEGSTREAM_SESSION_TIMEOUT_MS="6000")
     sim = generate(200, 15_000, seed=3, end_ms=int(time.time() * 1000) - 60_000, days=90)
     events = list(sim.events())

@@ -1,0 +1,60 @@
+"""The worker-facing step: label bookkeeping, scoring, alerts and timers in one call."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from models.learn.config import ModelConfig
+from models.learn.inputs import MODEL_FEATURES
+from models.learn.labels import Example
+from models.learn.step import user_step
+from models.learn.suite import ModelSuite
+
+DAY = 86_400_000
+I_REC = MODEL_FEATURES.index("recency_days")
+I_LIFE = MODEL_FEATURES.index("first_order_days")
+
+
+def _suite() -> ModelSuite:
+    return ModelSuite(replace(ModelConfig(), horizon_days=30, snapshot_gap_s=86_400,
+                              debounce_s=0, clusters=2))
+
+
+def _user(recency: float, seen: float = 0.0) -> dict[str, float]:
+    return {"recency_days": recency, "first_order_days": recency + 10.0,
+            "orders_lifetime": 1.0, "last_seen_days": seen}
+
+
+def test_order_inside_the_horizon_matures_as_retained_with_its_spend() -> None:
+    suite = _suite()
+    s = user_step(suite, "u", _user(0.0), 0, [], None, order=(0, 10.0))
+    s = user_step(suite, "u", _user(0.0), 5 * DAY, s.pending, s.memo, order=(5 * DAY, 40.0))
+    assert len(s.pending) == 2 and s.due == 30 * DAY and s.matured == []
+    s = user_step(suite, "u", _user(25.0), 30 * DAY, s.pending, s.memo)
+    assert [(m[1], m[2]) for m in s.matured] == [(0, 40.0)]
+    assert s.due == 35 * DAY
+
+
+def test_alert_when_entering_high_tier_and_not_again() -> None:
+    suite = _suite()
+    examples: list[Example] = []
+    for i in range(400):
+        x: list[float | None] = [0.0] * len(MODEL_FEATURES)
+        rec = 300.0 if i % 2 else 1.0
+        x[I_REC], x[I_LIFE] = rec, rec + 10.0
+        examples.append((x, i % 2, 0.0))
+    for _ in range(5):
+        suite.learn(examples)
+    first = user_step(suite, "u", _user(1.0), 0, [], None)
+    assert first.alert is None and first.scores.churn_tier == "low"
+    s = user_step(suite, "u", _user(300.0), DAY, first.pending, first.memo)
+    assert s.alert is not None and s.alert["tier"] == "high"
+    assert s.alert["previous_tier"] == "low" and s.alert["model_version"] == "suite-0-initial"
+    again = user_step(suite, "u", _user(301.0), 3 * DAY, s.pending, s.memo)
+    assert again.scores.rescored and again.scores.churn_tier == "high" and again.alert is None
+
+
+def test_long_idle_users_stop_arming_label_timers() -> None:
+    suite = _suite()
+    s = user_step(suite, "u", _user(400.0, seen=400.0), 0, [], None)
+    assert s.scores.rescored and s.pending == [] and s.due is None
