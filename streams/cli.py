@@ -228,13 +228,24 @@ def replay(ctx: click.Context, file: Path, out_dir: Path, assume_sorted: bool,
            finalize: bool) -> None:
     """Run the worker's processing over a JSONL FILE in-process, without Kafka."""
     from streams.contracts.decode import EventDecoder
-    from streams.runtime.app import build_processor
+    from streams.runtime.app import build_models, build_processor
     from streams.runtime.replay import replay as run_replay
 
     s = _settings(ctx)
-    report = run_replay(file, out_dir, processor=build_processor(s),
+    try:
+        models = build_models(s)
+        processor = build_processor(s, models)
+    except STARTUP_ERRORS as exc:
+        raise StartupError(str(exc)) from None
+    report = run_replay(file, out_dir, processor=processor,
                         decoder=EventDecoder.from_settings(s), assume_sorted=assume_sorted,
                         finalize=finalize)
+    if models is not None:
+        from models.learn.snapshot import save
+
+        path = save(models, out_dir / "models", {}, keep=1)
+        click.echo(f"models: prequential evaluation in summary.json; snapshot {path} "
+                   f"(segstream models report {out_dir / 'models'})")
     click.echo(orjson.dumps(report.as_dict(), option=orjson.OPT_INDENT_2).decode())
     click.echo(f"changes: {out_dir / 'changes.jsonl'}  snapshot: {out_dir / 'snapshot.jsonl'}"
                f"  dead letters: {out_dir / 'dlq.jsonl'}")
@@ -393,11 +404,13 @@ def features_cmd() -> None:
 def _register_subcommands() -> None:
     """Commands of the other processes (enrichment, actions, models), added lazily so
     that importing the CLI does not import their heavy dependencies' state."""
+    from models.learn.cli import models
     from streams.actions.cli import actions
     from streams.enrich.cli import enrich, make_describe_command
 
     cli.add_command(enrich)
     cli.add_command(actions)
+    cli.add_command(models)
     segments_cmd.add_command(make_describe_command(load_profiles=None))
 
 

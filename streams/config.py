@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from models.learn.config import ModelConfig
 from streams.exceptions import ConfigError
 
 PREFIX = "SEGSTREAM_"
@@ -122,6 +123,8 @@ class Settings:
     # (then text features depend only on the shipped model: fully reproducible replays).
     text_analyzer: str = "local"
     text_learn: bool = True
+    # The online models (SEGSTREAM_MODELS_*, SEGSTREAM_CHURN_*, see models.learn.config).
+    models: ModelConfig = field(default_factory=ModelConfig)
     client_id: str = "segstream"
     topics: Topics = field(default_factory=Topics)
     partitions: int = 6
@@ -190,12 +193,16 @@ class Settings:
                 else:
                     topic_values[tname] = raw.strip()
                 continue
-            if name not in fields or name == "topics":
+            if name not in fields or name in ("topics", "models"):
                 continue  # other SEGSTREAM_ variables belong to other processes (llm, actions)
             try:
                 values[name] = _coerce(fields[name], raw)
             except ValueError as exc:
                 problems.append(f"{key}={_shown(name, raw)}: {exc}")
+        try:
+            values["models"] = ModelConfig.from_env(env)
+        except ConfigError as exc:
+            problems.append(str(exc).removeprefix("invalid configuration:").strip())
         values.update(overrides)
         if topic_values:
             values["topics"] = dataclasses.replace(values.get("topics", Topics()), **topic_values)
@@ -313,7 +320,7 @@ class Settings:
         out: dict[str, Any] = {}
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
-            out[f.name] = dataclasses.asdict(v) if isinstance(v, Topics) else (
+            out[f.name] = dataclasses.asdict(v) if isinstance(v, (Topics, ModelConfig)) else (
                 repr(v) if isinstance(v, Secret) else str(v) if isinstance(v, Path) else v
             )
         return out

@@ -208,6 +208,25 @@ class Clusters:
             self.ids.relabel(self.model.centers)
         return self.ids.mapping[raw_id]
 
+    def sticky(self, values: list[float], new: int, previous: int | None,
+               margin: float = 0.25) -> int:
+        """Keep a user in ``previous`` unless ``new``'s centre is clearly closer.
+
+        A user between two centres would otherwise flip with every small change of
+        features or centres, and every flip is two segment changes downstream.
+        """
+        model = self.model
+        if (previous is None or previous < 0 or previous == new
+                or not isinstance(model, SequentialKMeans) or model.centres is None):
+            return new
+        raw_of = {stable: raw for raw, stable in self.ids.mapping.items()}
+        if previous not in raw_of or new not in raw_of:
+            return new
+        d = model.centres - model._z(np.asarray(values, dtype=float))
+        dist = np.einsum("ij,ij->i", d, d)
+        keep = dist[raw_of[previous]] <= dist[raw_of[new]] * (1 + margin) ** 2
+        return previous if keep else new
+
     def learn_predict(self, row: Row) -> int:
         """Learn from one scored row and return its stable cluster id."""
         if isinstance(self.model, SequentialKMeans):

@@ -55,6 +55,11 @@ class ModelConfig:
     clusters: int = 6
     cluster_algorithm: str = "sequential"
     cluster_learn_every: int = 1
+    # a user changes cluster only when the new centre is this much closer (distance ratio)
+    cluster_margin: float = 0.5
+    # ... and at most once in this many days: behaviour windows move daily, a
+    # behavioural segment should not (each move is two segment changes downstream)
+    cluster_min_days: int = 30
     drift_policy: str = "keep"
     drift_delta: float = 0.002
     rolling_window: int = 1000
@@ -136,6 +141,8 @@ class ModelConfig:
              lambda v: None if v is not None and 2 <= v <= 50 else "use 2..50")
         read("SEGSTREAM_MODEL_CLUSTER_ALGORITHM", "cluster_algorithm", str.lower,
              one_of(CLUSTER_ALGORITHMS))
+        read("SEGSTREAM_MODEL_CLUSTER_MIN_DAYS", "cluster_min_days", int, non_negative)
+        read("SEGSTREAM_MODEL_CLUSTER_MARGIN", "cluster_margin", float, non_negative)
         read("SEGSTREAM_MODEL_CLUSTER_LEARN_EVERY", "cluster_learn_every", int, positive)
         read("SEGSTREAM_MODEL_DRIFT_POLICY", "drift_policy", str.lower, one_of(DRIFT_POLICIES))
         read("SEGSTREAM_MODEL_DRIFT_DELTA", "drift_delta", float,

@@ -159,6 +159,8 @@ class ModelSuite:
                 self.learned["clusters"] += 1
         if c < 0:
             c = self.clusters.predict_values(values)
+        c = self.clusters.sticky(values, c, last_scored[M_CLUSTER] if last_scored else None,
+                                  self.cfg.cluster_margin)
         self.clusters.move(last_scored[M_CLUSTER] if last_scored else None, c)
         for m in MODELS:
             self.scored[m] += 1

@@ -77,7 +77,7 @@ class SegmentChange(msgspec.Struct, frozen=True, kw_only=True):
     at_ms: EpochMs
     reasons: Annotated[list[Reason], msgspec.Meta(max_length=64)] = []
     segments: Annotated[list[Name], msgspec.Meta(max_length=256)] = []
-    scores: dict[Annotated[str, msgspec.Meta(max_length=64)], float | None] = {}
+    scores: dict[Annotated[str, msgspec.Meta(max_length=64)], float | str | None] = {}
     policy_version: Text | None = None
     model_version: Text | None = None
 

@@ -88,6 +88,10 @@ class UserState(msgspec.Struct, kw_only=True, omit_defaults=True, dict=True):
     pending: list[list[Any]] = []
     # event time of the next time-based re-evaluation (0: none armed)
     timer_due: int = 0
+    # the last model scores and the inputs they came from (models.learn debouncing)
+    scored: list[Any] = []
+    # behavioural cluster used by the segment rules: [cluster id, since ts]
+    cluster: list[int] = []
 
 
 def texts_changed(state: UserState) -> None:

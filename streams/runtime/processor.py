@@ -14,10 +14,12 @@ from typing import Any
 
 import orjson
 
+from models.learn.step import user_step
+from models.learn.suite import ModelSuite
 from models.segments.policy import SegmentPolicy
 from models.text.local import LocalAnalyzer
 from streams.contracts.enriched import EnrichedReview
-from streams.contracts.events import Event, ReviewEvent
+from streams.contracts.events import Event, OrderEvent, ReviewEvent
 from streams.exceptions import InvalidEvent
 from streams.features.state import UserState
 from streams.features.update import FeatureConfig, apply_enrichment, update
@@ -46,6 +48,9 @@ class Result:
     changes: list[dict[str, Any]] = field(default_factory=list)
     current: dict[str, Any] | None = None
     duplicate: bool = False
+    # churn alerts to publish and label examples that matured (for the models to learn)
+    alerts: list[dict[str, Any]] = field(default_factory=list)
+    matured: list[Any] = field(default_factory=list)
 
 
 def iso(ms: int) -> str:
@@ -83,6 +88,7 @@ class Processor:
         timer_granularity_ms: int = 86_400_000,
         analyzer: LocalAnalyzer | None = None,
         learn_text: bool = True,
+        models: ModelSuite | None = None,
     ) -> None:
         self.policy = policy
         self.lateness_ms = lateness_ms
@@ -93,6 +99,8 @@ class Processor:
         self.timer_granularity_ms = timer_granularity_ms
         self.analyzer = analyzer
         self.learn_text = learn_text
+        self.models = models
+        self._profile_cache: dict[tuple[int, int], list[dict[str, Any]]] = {}
 
     def process(self, state: UserState | None, event: Event, source: Source) -> Result:
         """Return the new state and outputs; raise ``InvalidEvent('late')`` for late data.
@@ -122,7 +130,9 @@ class Processor:
             self._remember(state, ts, event.event_id)
         origin = {"topic": source.topic, "partition": source.partition,
                   "offset": source.offset, "event_id": event.event_id, "event_ts_ms": ts}
-        return self._evaluate(event.user_id, state, state.last_ts, source, origin)
+        order = ((ts, float(event.total)) if isinstance(event, OrderEvent)
+                 and event.status == "placed" else None)
+        return self._evaluate(event.user_id, state, state.last_ts, source, origin, order)
 
     def process_enriched(self, state: UserState, enriched: EnrichedReview,
                          source: Source) -> Result:
@@ -141,6 +151,27 @@ class Processor:
                   "offset": source.offset, "event_id": enriched.event_id,
                   "event_ts_ms": enriched.ts}
         return self._evaluate(enriched.user_id, new, new.last_ts, source, origin)
+
+    def _held_cluster(self, state: UserState, cluster: int, as_of: int) -> int:
+        """The cluster the segment rules see: the model's, held for at least
+        ``cluster_min_days`` so that daily feature movement does not flap the segment."""
+        assert self.models is not None
+        held = state.cluster
+        min_ms = self.models.cfg.cluster_min_days * 86_400_000
+        if cluster >= 0 and (not held or (cluster != held[0] and as_of - held[1] >= min_ms)):
+            state.cluster = held = [cluster, as_of]
+        return held[0] if held else -1
+
+    def _cluster_reasons(self, cluster: int) -> list[dict[str, Any]]:
+        """Profiles move slowly: recomputed once per thousand clustering steps."""
+        assert self.models is not None
+        epoch = self.models.learned["clusters"] // 1000
+        key = (cluster, epoch)
+        if key not in self._profile_cache:
+            self._profile_cache = {k: v for k, v in self._profile_cache.items()
+                                   if k[1] == epoch}
+            self._profile_cache[key] = self.models.cluster_reasons(cluster)
+        return list(self._profile_cache[key])
 
     def _remember(self, state: UserState, ts: int, event_id: str) -> None:
         seen = state.seen
@@ -185,13 +216,30 @@ class Processor:
         return self._evaluate(user_id, state, max(as_of, state.last_ts), source, origin)
 
     def _evaluate(self, user_id: str, state: UserState, as_of: int, source: Source,
-                  origin: dict[str, Any]) -> Result:
+                  origin: dict[str, Any], order: tuple[int, float] | None = None) -> Result:
         features = vector(state, as_of, self.feature_config)
+        due = self.next_timer(state, as_of)
+        step = None
+        if self.models is not None:
+            step = user_step(self.models, user_id, features, as_of, state.pending,
+                             state.scored or None, order)
+            state.pending, state.scored = step.pending, step.memo
+            features.update(step.scores.features())
+            features["cluster"] = float(self._held_cluster(state, step.scores.cluster, as_of))
+            if step.due:
+                due = min(due, step.due) if due else step.due
         found = self.policy.evaluate(state.segments, state.exited, features, as_of)
-        state.timer_due = self.next_timer(state, as_of)
+        state.timer_due = due
         result = Result(state)
+        if step is not None:
+            result.matured = step.matured
+            if step.alert is not None:
+                result.alerts.append(step.alert)
         if not found:
             return result
+        scores = step.scores.as_dict() if step is not None else {}
+        model_version = self.models.model_version if self.models is not None \
+            else self.model_version
         members = sorted(state.segments)
         for ch in found:
             rec: dict[str, Any] = {
@@ -204,13 +252,17 @@ class Processor:
                 "at_ms": as_of,
                 "reasons": [r.as_dict() for r in ch.reasons],
                 "segments": members,
-                "scores": {},
+                "scores": scores,
                 "policy_version": self.policy.version,
-                "model_version": self.model_version,
+                "model_version": model_version,
                 "source": origin,
             }
             if ch.since is not None:
                 rec["member_since"] = iso(ch.since)
+            if self.models is not None and ch.segment.startswith("cluster.") \
+                    and ch.change == "entered":
+                # what sets the cluster apart, e.g. "discount share 0.71 vs 0.18 overall"
+                rec["reasons"] += self._cluster_reasons(int(ch.segment[8:]))
             result.changes.append(rec)
         result.current = current_record(user_id, state, as_of, self.policy.version)
         return result

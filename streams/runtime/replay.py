@@ -36,6 +36,8 @@ class ReplayReport:
     lines: int = 0
     events: int = 0
     duplicates: int = 0
+    alerts: int = 0
+    models: dict[str, Any] | None = None
     dead_letters: Counter[str] = field(default_factory=Counter)
     changes: int = 0
     users: int = 0
@@ -48,6 +50,7 @@ class ReplayReport:
 
     def as_dict(self) -> dict[str, Any]:
         return {"lines": self.lines, "events": self.events, "duplicates": self.duplicates,
+                "churn_alerts": self.alerts, "models": self.models,
                 "dead_letters": dict(self.dead_letters), "changes": self.changes,
                 "users": self.users, "segment_sizes": self.segment_sizes,
                 "seconds": round(self.seconds, 3),
@@ -90,6 +93,14 @@ def replay(
             events = iter(sorted(events, key=lambda item: (item[1].ts_ms,
                                                            _TYPE_RANK[item[1].type], item[0])))
         timers: dict[int, list[tuple[int, str]]] = {}
+        models = processor.models
+        matured: list[Any] = []
+
+        def learn(at_ms: int, final: bool = False) -> None:
+            # test-then-train in batches, as the worker does per batch
+            if models is not None and matured and (final or len(matured) >= 256):
+                models.learn(list(matured), at_ms=at_ms)
+                matured.clear()
         for lineno, event in events:
             part = zlib.crc32(event.user_id.encode()) % partitions if partitions else 0
             heap = timers.setdefault(part, [])
@@ -99,6 +110,8 @@ def replay(
                 if st.timer_due != due:
                     continue  # re-armed since
                 res = processor.fire_timer(user, st, due)
+                matured.extend(res.matured)
+                report.alerts += len(res.alerts)
                 if res.state.timer_due:
                     heapq.heappush(heap, (res.state.timer_due, user))
                 for ch in res.changes:
@@ -113,6 +126,9 @@ def replay(
             if result.duplicate:
                 report.duplicates += 1
                 continue
+            matured.extend(result.matured)
+            report.alerts += len(result.alerts)
+            learn(event.ts_ms)
             before = states[event.user_id].timer_due if event.user_id in states else 0
             states[event.user_id] = result.state
             if result.state.timer_due and result.state.timer_due != before:
@@ -122,6 +138,9 @@ def replay(
                 changes.write(orjson.dumps(ch) + b"\n")
                 report.changes += 1
         end = max((st.last_ts for st in states.values()), default=0)
+        learn(end, final=True)
+        if models is not None:
+            report.models = models.report()
         if finalize:
             tick = Source(name, 0, report.lines + 1)
             for user_id in sorted(states):

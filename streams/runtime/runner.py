@@ -57,7 +57,7 @@ from streams.exceptions import DeliveryError, InvalidEvent, KafkaIOError
 from streams.http.health import Health
 from streams.kafka.clients import consumer_config, producer_config, restore_consumer_config
 from streams.kafka.dlq import dlq_headers
-from streams.metrics import WorkerMetrics
+from streams.metrics import ModelMetrics, WorkerMetrics
 from streams.runtime.align import NO_TS, Aligner
 from streams.runtime.changelog import restore_partition
 from streams.runtime.processor import Processor, Result, Source, dumps, iso
@@ -97,8 +97,17 @@ class Worker:
         producer_factory: Callable[[dict[str, Any]], Producer] = Producer,
         clock: Callable[[], float] = time.time,
         health: Health | None = None,
+        model_metrics: ModelMetrics | None = None,
     ) -> None:
         self.settings = settings
+        self.models = processor.models
+        self.model_metrics = model_metrics
+        self._matured: list[Any] = []
+        self._max_ts = 0
+        self._model_offsets: dict[str, int] = {}
+        self._last_snapshot = time.monotonic()
+        self._last_model_refresh = 0.0
+        self._snapshot_meta: dict[str, Any] = {}
         self.health = health if health is not None else Health()
         self.processor = processor
         self.decoder = decoder
@@ -297,12 +306,19 @@ class Worker:
                 continue
             counts[(topic, event.type)] = counts.get((topic, event.type), 0) + 1
             store.put(event.user_id, result.state)
+            if event.ts_ms > self._max_ts:
+                self._max_ts = event.ts_ms
+            if result.alerts or result.matured:
+                self._model_outputs(msg.key(), result)
             if result.changes:
                 self._emit(part, msg.key(), result)
                 changes_ts.append((event.ts_ms, msg.timestamp()[1]))
         # 3. wall-clock punctuation for partitions with nothing buffered (optional)
         if self._punctuation_due():
             self._punctuate(now_ms)
+        # 4. the models learn from the labels that matured in this batch (batched)
+        if self._matured and self.models is not None:
+            self._learn()
         for (topic, etype), n in counts.items():
             self.metrics.events.labels(topic, etype).inc(n)
         self._backpressure()
@@ -339,6 +355,47 @@ class Worker:
         if result.current is not None:
             self._produce(t.current, key, dumps(result.current))
 
+    def _model_outputs(self, key: bytes | None, result: Result) -> None:
+        for alert in result.alerts:
+            self._produce(self.settings.topics.churn, key, orjson.dumps(alert))
+        self._matured.extend(result.matured)
+
+    def _learn(self) -> None:
+        """Test-then-train on the batch's matured labels; drift detections are events."""
+        assert self.models is not None
+        examples, self._matured = self._matured, []
+        for hit in self.models.learn(examples, at_ms=self._max_ts):
+            record = {"schema_version": 1, "type": "model.drift", **hit,
+                      "model_version": self.models.model_version, "worker": self.instance}
+            self._produce(self.settings.topics.model_events, str(hit["model"]).encode(),
+                          orjson.dumps(record))
+            log.warning("model drift detected", extra={"ctx": record})
+
+    def _models_after_commit(self, positions: dict[tuple[str, int], int],
+                             force: bool = False) -> None:
+        """Refresh model metrics; snapshot the suite with the offsets it has seen."""
+        if self.models is None:
+            return
+        from models.learn.snapshot import save
+
+        for (t, p), o in positions.items():
+            self._model_offsets[f"{t}/{p}"] = o
+        now = time.monotonic()
+        cfg = self.models.cfg
+        if force or now - self._last_snapshot >= cfg.snapshot_interval_s:
+            self._last_snapshot = now
+            path = save(self.models, cfg.snapshot_dir, dict(self._model_offsets),
+                        keep=cfg.snapshot_keep)
+            self._snapshot_meta = {"created": time.time(), "bytes": path.stat().st_size}
+            log.info("model snapshot saved", extra={"ctx": {
+                "path": str(path), "bytes": self._snapshot_meta["bytes"],
+                "model_version": self.models.model_version}})
+        if self.model_metrics is not None and (force or now - self._last_model_refresh >= 5):
+            self._last_model_refresh = now
+            self.model_metrics.refresh(self.models,
+                                       snapshot_created=self._snapshot_meta.get("created"),
+                                       snapshot_bytes=self._snapshot_meta.get("bytes"))
+
     def _fire_timers(self, part: int, store: PartitionStore, upto: int, trigger: str,
                      as_of: int | None = None) -> int:
         fired = 0
@@ -349,6 +406,8 @@ class Worker:
             result = self.processor.fire_timer(
                 user_id, state, state.timer_due if as_of is None else as_of)
             store.put(user_id, result.state)
+            if result.alerts or result.matured:
+                self._model_outputs(user_id.encode(), result)
             if result.changes:
                 self._emit(part, user_id.encode(), result)
             fired += 1
@@ -496,6 +555,7 @@ class Worker:
             store.flush(by_part.get(part, {}),
                         changelog_next=hi + 1 if hi is not None else None, owner=self.owner)
         self._changelog_hi.clear()
+        self._models_after_commit(positions)
         if positions and not self.eos:
             # 4. group: commit the same offsets asynchronously. The store is authoritative
             #    in this mode; the group's copy serves lag monitoring and a new owner, and
@@ -569,6 +629,7 @@ class Worker:
             raise KafkaIOError(f"abort_transaction failed: {err.str()}") from None
         self._in_txn = False
         self._positions, self._changes_ts = {}, []
+        self._matured = []
         self._delivery_errors.clear()
         self._acked.clear()
         self._changelog_hi.clear()
@@ -823,6 +884,8 @@ class Worker:
         # 2. the group gets the final positions; the stores close (each batch was stored)
         self._commit_group_sync()
         self._close_stores(set(self.stores))
+        if self.models is not None:
+            self._models_after_commit({}, force=True)
         # 3. the consumer leaves the group so its partitions move at once
         self.consumer.close()
         log.info("worker stopped", extra={"ctx": {"batches": self.batches,

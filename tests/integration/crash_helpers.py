@@ -47,7 +47,7 @@ from streams.kafka.dlq import parse_headers
 from streams.kafka.topics import create_topics
 from streams.sim.generator import generate
 
-from .kafka_helpers import GroupProgress, env_of, isolated_settings, produce
+from .kafka_helpers import env_of, isolated_settings, produce
 
 # Every topic role the checkout knows; roles added later (changelog, erase, alerts, ...)
 # are isolated per test as well, because the role list is read from the dataclass.
@@ -183,10 +183,13 @@ class WorkerProcess:
         self.env = worker_env(settings, **env)
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
+        self._mark = 0  # log size when the current process started
 
     def start(self) -> WorkerProcess:
         with self.log.open("ab") as fh:
             fh.write(f"# start {self.starts} at {time.time():.3f}\n".encode())
+            fh.flush()
+            self._mark = fh.tell()
             self.proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"],
                                          env=self.env, stdout=fh, stderr=subprocess.STDOUT)
         self.starts += 1
@@ -202,9 +205,18 @@ class WorkerProcess:
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(30)
 
+    def wait_started(self, timeout: float = 60) -> None:
+        """Until this start logged ``worker started`` (its signal handlers are in place)."""
+        def started() -> bool:
+            with self.log.open("rb") as fh:
+                fh.seek(self._mark)
+                return b'"msg":"worker started"' in fh.read()
+        wait_for(started, timeout, "the worker to start", [self], interval=0.05)
+
     def stop(self, timeout: float = 60) -> int:
-        """SIGTERM and wait; return the exit code."""
+        """SIGTERM (once the worker handles it) and wait; return the exit code."""
         assert self.proc is not None
+        self.wait_started()
         self.proc.send_signal(signal.SIGTERM)
         try:
             return self.proc.wait(timeout)
@@ -260,22 +272,50 @@ def wait_for(pred: Callable[[], bool], timeout: float, what: str,
     raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{tails}")
 
 
+class Progress:
+    """The group's committed input offsets, summed, polled often through one client.
+
+    Asked with ``read_uncommitted``, so the broker answers with the offsets committed so
+    far at once: a ``read_committed`` client (librdkafka's default) asks for *stable*
+    offsets, which the broker refuses (UNSTABLE_OFFSET_COMMIT) while a transaction that
+    carries offsets is open, which for an exactly-once worker is nearly always.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self._consumer = Consumer({"bootstrap.servers": settings.bootstrap_servers,
+                                   "group.id": settings.group_id, "enable.auto.commit": False,
+                                   "isolation.level": "read_uncommitted"})
+        self._tps = [TopicPartition(t, p) for t in settings.topics.inputs
+                     for p in range(settings.partitions)]
+
+    def by_partition(self) -> dict[int, int]:
+        """Committed offsets per partition number, summed over the input topics."""
+        out: dict[int, int] = {}
+        for tp in self._consumer.committed(self._tps, timeout=10):
+            out[tp.partition] = out.get(tp.partition, 0) + max(tp.offset, 0)
+        return out
+
+    def total(self) -> int:
+        """The sum, or -1 while the coordinator cannot answer (loading, moving)."""
+        try:
+            return sum(self.by_partition().values())
+        except KafkaException:
+            return -1
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
 def committed_by_partition(settings: Settings) -> dict[int, int]:
-    """The group's committed offsets per partition number, summed over the input topics."""
-    c = Consumer({"bootstrap.servers": settings.bootstrap_servers,
-                  "group.id": settings.group_id, "enable.auto.commit": False})
+    """The group's committed offsets per partition number (one-off)."""
+    probe = Progress(settings)
     try:
-        tps = c.committed([TopicPartition(t, p) for t in settings.topics.inputs
-                           for p in range(settings.partitions)], timeout=10)
+        return probe.by_partition()
     finally:
-        c.close()
-    out: dict[int, int] = {}
-    for tp in tps:
-        out[tp.partition] = out.get(tp.partition, 0) + max(tp.offset, 0)
-    return out
+        probe.close()
 
 
-def committed_now(progress: GroupProgress, timeout: float = 60) -> int:
+def committed_now(progress: Progress, timeout: float = 60) -> int:
     """The group's committed total, retried while the coordinator cannot answer."""
     deadline = time.monotonic() + timeout
     while (n := progress.total()) < 0:
@@ -289,7 +329,7 @@ def run_to_completion(settings: Settings, total: int, log: Path, timeout: float 
                       **env: str) -> float:
     """Start one worker, wait until the group committed all ``total`` input records,
     stop it with SIGTERM; return the wall time."""
-    progress = GroupProgress(settings)
+    progress = Progress(settings)
     w = WorkerProcess(settings, log, **env).start()
     started = time.monotonic()
     try:

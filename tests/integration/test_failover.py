@@ -18,6 +18,7 @@ import time
 import pytest
 
 from .crash_helpers import (
+    Progress,
     WorkerProcess,
     committed_by_partition,
     compare_runs,
@@ -32,7 +33,6 @@ from .crash_helpers import (
     simulated_events,
     wait_for,
 )
-from .kafka_helpers import GroupProgress
 
 pytestmark = pytest.mark.integration
 
@@ -56,7 +56,7 @@ def test_survivor_takes_over_a_killed_worker_and_nothing_changes(kafka_bootstrap
     workers = {n: WorkerProcess(s, tmp_path / f"{n}.log", SEGSTREAM_CLIENT_ID=n,
                                 SEGSTREAM_STATE_DIR=str(tmp_path / f"state-{n}"))
                for n in names}
-    progress = GroupProgress(s)
+    progress = Progress(s)
     try:
         for w in workers.values():
             w.start()
