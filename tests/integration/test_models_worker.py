@@ -72,7 +72,8 @@ def test_models_score_alert_snapshot_and_resume(kafka_bootstrap, test_id, tmp_pa
     assert {"churn_risk.high", "churn_risk.medium"} & segments
     assert any(s.startswith("cluster.") for s in segments)
     alerts = [orjson.loads(m.value()) for m in read_all(s, s.topics.churn)]
-    print("changes", len(changes), "high", sum(c["segment"] == "churn_risk.high" for c in changes), "alerts", len(alerts))
+    high = sum(c["segment"] == "churn_risk.high" for c in changes)
+    print(f"changes {len(changes)}, churn_risk.high changes {high}, alerts {len(alerts)}")
     assert alerts, "entering the high tier raises an alert"
     assert all(a["tier"] == "high" and a["top_features"] for a in alerts)
     assert len({a["event_id"] for a in alerts}) == len(alerts)
