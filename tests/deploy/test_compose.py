@@ -44,7 +44,12 @@ STATE_DIR = "/var/lib/segstream"
 METRICS_PORT = 9464
 # SEGSTREAM_* variables of the segstream image that are not Settings fields (other
 # processes' variables would go here, with a reason).
-EXTRA_SEGSTREAM_VARS: frozenset[str] = frozenset()
+# Variables of the other processes' settings (actions, enrichment), read from the same
+# environment.
+EXTRA_SEGSTREAM_VARS: frozenset[str] = frozenset({
+    "SEGSTREAM_ACTIONS_BROKER", "SEGSTREAM_ACTIONS_WEB_HOST", "SEGSTREAM_ACTIONS_WEB_PORT",
+    "SEGSTREAM_ACTIONS_STATE_DIR", "SEGSTREAM_ACTIONS_API_TOKEN", "SEGSTREAM_LLM_BASE_URL",
+    "SEGSTREAM_LLM_MODEL", "SEGSTREAM_LLM_API_KEY"})
 
 
 # =============================================================================== loading
