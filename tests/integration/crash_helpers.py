@@ -205,13 +205,19 @@ class WorkerProcess:
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(30)
 
-    def wait_started(self, timeout: float = 60) -> None:
-        """Until this start logged ``worker started`` (its signal handlers are in place)."""
-        def started() -> bool:
+    def wait_logged(self, msg: str, timeout: float = 60) -> None:
+        """Until the current process logged a line with this ``msg``."""
+        needle = f'"msg":"{msg}"'.encode()
+
+        def logged() -> bool:
             with self.log.open("rb") as fh:
                 fh.seek(self._mark)
-                return b'"msg":"worker started"' in fh.read()
-        wait_for(started, timeout, "the worker to start", [self], interval=0.05)
+                return needle in fh.read()
+        wait_for(logged, timeout, f"the worker to log {msg!r}", [self], interval=0.05)
+
+    def wait_started(self, timeout: float = 60) -> None:
+        """Until this start logged ``worker started`` (its signal handlers are in place)."""
+        self.wait_logged("worker started", timeout)
 
     def stop(self, timeout: float = 60) -> int:
         """SIGTERM (once the worker handles it) and wait; return the exit code."""
