@@ -223,9 +223,12 @@ def _produce_events(s: Settings, events: Any, rate: float) -> tuple[int, float]:
               help="The file is already in event-time order: stream it instead of sorting.")
 @click.option("--finalize/--no-finalize", default=True, show_default=True,
               help="Re-evaluate every user as of the file's last event time at the end.")
+@click.option("--partitions", type=int, default=0, show_default=True,
+              help="Advance event time per partition as a worker with this many input "
+                   "partitions does (0: one clock for all users).")
 @click.pass_context
 def replay(ctx: click.Context, file: Path, out_dir: Path, assume_sorted: bool,
-           finalize: bool) -> None:
+           finalize: bool, partitions: int) -> None:
     """Run the worker's processing over a JSONL FILE in-process, without Kafka."""
     from streams.contracts.decode import EventDecoder
     from streams.runtime.app import build_models, build_processor
@@ -239,7 +242,7 @@ def replay(ctx: click.Context, file: Path, out_dir: Path, assume_sorted: bool,
         raise StartupError(str(exc)) from None
     report = run_replay(file, out_dir, processor=processor,
                         decoder=EventDecoder.from_settings(s), assume_sorted=assume_sorted,
-                        finalize=finalize)
+                        finalize=finalize, partitions=partitions)
     if models is not None:
         from models.learn.snapshot import save
 
