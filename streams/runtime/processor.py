@@ -21,7 +21,7 @@ from models.text.local import LocalAnalyzer
 from streams.contracts.enriched import EnrichedReview
 from streams.contracts.events import Event, OrderEvent, ReviewEvent
 from streams.exceptions import InvalidEvent
-from streams.features.state import UserState
+from streams.features.state import O_FIRST_TS, UserState
 from streams.features.update import FeatureConfig, apply_enrichment, update
 from streams.features.vector import vector
 
@@ -51,6 +51,18 @@ class Result:
     # churn alerts to publish and label examples that matured (for the models to learn)
     alerts: list[dict[str, Any]] = field(default_factory=list)
     matured: list[Any] = field(default_factory=list)
+
+
+_DAY = 86_400_000
+_ACTIVITY_SPANS = tuple(d * _DAY for d in (1, 7, 30, 60, 90, 365))
+_ORDER_SPANS = tuple(d * _DAY for d in (30, 60, 90, 365))
+_FIRST_ORDER_SPANS = (30 * _DAY, 90 * _DAY)
+
+
+def _last_order_ts(state: UserState) -> int:
+    if not state.orders:
+        return 0
+    return max(o[O_FIRST_TS] for o in state.orders.values())
 
 
 def iso(ms: int) -> str:
@@ -194,15 +206,34 @@ class Processor:
                               Source("timer", -1, due), origin)
 
     def next_timer(self, state: UserState, as_of: int) -> int:
-        """When to re-evaluate next: the next point of the event-time grid, while time can
-        still change something (the user has activity within the longest window or is a
-        member of a segment); 0 when nothing is left to wait for."""
+        """When time alone may next change this user's features: the first moment after
+        ``as_of`` at which the last activity, the last order or the first order leaves
+        one of the feature windows (1, 7, 30, 60, 90, 365 days), rounded up to the
+        event-time grid (``timer_granularity_ms``); 0 when nothing is left to wait for.
+
+        A handful of firings per idle user instead of one per day: the windows emptying
+        is what moves a user out of activity segments, into ``dormant`` or out of
+        ``new_customer``. A window that only partly empties (an old order leaving while
+        newer ones stay) is seen at the next of these moments or the next event.
+        """
         g = self.timer_granularity_ms
         if not g:
             return 0
-        if not state.segments and as_of - state.last_ts > 400 * 86_400_000:
+        best = 0
+        for base, spans in ((state.last_ts, _ACTIVITY_SPANS),
+                            (_last_order_ts(state), _ORDER_SPANS),
+                            (state.first_order_ts, _FIRST_ORDER_SPANS)):
+            if base <= 0:
+                continue
+            for span in spans:
+                t = base + span
+                if t > as_of:
+                    if not best or t < best:
+                        best = t
+                    break
+        if not best:
             return 0
-        return (as_of // g + 1) * g
+        return -(-best // g) * g if best % g else best
 
     def tick(self, user_id: str, state: UserState, as_of: int, source: Source) -> Result:
         """Re-evaluate a user at ``as_of`` without a new event (time passing).

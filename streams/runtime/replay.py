@@ -93,6 +93,7 @@ def replay(
             events = iter(sorted(events, key=lambda item: (item[1].ts_ms,
                                                            _TYPE_RANK[item[1].type], item[0])))
         timers: dict[int, list[tuple[int, str]]] = {}
+        armed: dict[str, int] = {}  # the due time last pushed per user (states mutate)
         models = processor.models
         matured: list[Any] = []
 
@@ -112,7 +113,8 @@ def replay(
                 res = processor.fire_timer(user, st, due)
                 matured.extend(res.matured)
                 report.alerts += len(res.alerts)
-                if res.state.timer_due:
+                if res.state.timer_due and armed.get(user) != res.state.timer_due:
+                    armed[user] = res.state.timer_due
                     heapq.heappush(heap, (res.state.timer_due, user))
                 for ch in res.changes:
                     changes.write(orjson.dumps(ch) + b"\n")
@@ -129,10 +131,11 @@ def replay(
             matured.extend(result.matured)
             report.alerts += len(result.alerts)
             learn(event.ts_ms)
-            before = states[event.user_id].timer_due if event.user_id in states else 0
             states[event.user_id] = result.state
-            if result.state.timer_due and result.state.timer_due != before:
-                heapq.heappush(heap, (result.state.timer_due, event.user_id))
+            due = result.state.timer_due
+            if due and armed.get(event.user_id) != due:
+                armed[event.user_id] = due
+                heapq.heappush(heap, (due, event.user_id))
             report.events += 1
             for ch in result.changes:
                 changes.write(orjson.dumps(ch) + b"\n")

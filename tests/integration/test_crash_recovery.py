@@ -76,7 +76,7 @@ def test_sigkill_at_random_moments_changes_nothing_in_the_output(kafka_bootstrap
             worker.start()
             worker.wait_logged("partitions assigned")  # it holds partitions with work left
             last = max(at_kill[-1] if at_kill else 0, 0)
-            if last < 0.5 * total and rng.random() < 0.35:
+            if last < 0.6 * total and rng.random() < 0.35:
                 # after a random number of records more were committed by this process
                 target = last + rng.randint(200, 3_000)
                 modes.append(f"committed>={target}")
@@ -85,7 +85,7 @@ def test_sigkill_at_random_moments_changes_nothing_in_the_output(kafka_bootstrap
                 time.sleep(rng.uniform(0, 0.2))
             else:
                 # after a random sleep: mostly inside a transaction, before its commit
-                pause = rng.uniform(0.05, 1.5)
+                pause = rng.uniform(0.05, 3.5)
                 modes.append(f"sleep {pause:.2f}s")
                 deadline = time.monotonic() + pause
                 wait_for(lambda d=deadline: time.monotonic() >= d
