@@ -404,6 +404,18 @@ def features_cmd() -> None:
         click.echo(f"{name:<40} {FEATURE_DOCS.get(name, '')}")
 
 
+def _cluster_profiles() -> list[dict[str, Any]]:
+    """The behavioural clusters of the newest valid model snapshot."""
+    from models.learn.snapshot import load_newest_valid
+
+    cfg = Settings.from_env().models
+    found = load_newest_valid(cfg.snapshot_dir)
+    if found is None:
+        raise click.UsageError(f"no model snapshot in {cfg.snapshot_dir} (run the worker "
+                               "with SEGSTREAM_MODELS_ENABLED=true, or give --profiles)")
+    return found[0].cluster_profiles()
+
+
 def _register_subcommands() -> None:
     """Commands of the other processes (enrichment, actions, models), added lazily so
     that importing the CLI does not import their heavy dependencies' state."""
@@ -414,7 +426,7 @@ def _register_subcommands() -> None:
     cli.add_command(enrich)
     cli.add_command(actions)
     cli.add_command(models)
-    segments_cmd.add_command(make_describe_command(load_profiles=None))
+    segments_cmd.add_command(make_describe_command(load_profiles=_cluster_profiles))
 
 
 _register_subcommands()
