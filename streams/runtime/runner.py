@@ -66,6 +66,10 @@ from streams.runtime.store import PartitionStore
 log = logging.getLogger(__name__)
 
 
+class _Wedged(Exception):
+    """A transactional call did not return within its deadline."""
+
+
 class TransactionAborted(Exception):
     """The batch's transaction was aborted and the consumer rewound (internal signal)."""
 
@@ -131,6 +135,7 @@ class Worker:
                             on_commit=self._on_commit)
         )
         self._consumer_factory = consumer_factory
+        self._producer_factory = producer_factory
         self.producer = producer_factory(producer_config(
             settings, self.transactional_id if self.eos else None, error_cb=self._on_error))
         self._in_txn = False
@@ -594,7 +599,9 @@ class Worker:
         retriable -> retry; abortable -> abort and rewind; fatal or fenced -> stop."""
         for attempt in range(10):
             try:
-                return getattr(self.producer, name)(*args)
+                return self._bounded(name, *args)
+            except _Wedged:
+                self._replace_producer(name)
             except KafkaException as exc:
                 err: KafkaError = exc.args[0]
                 if err.fatal() or err.code() in (KafkaError._FENCED,
@@ -614,6 +621,62 @@ class Worker:
                     continue
                 raise KafkaIOError(f"{name} failed: {err.str()}") from None
         raise KafkaIOError(f"{name} still failing after 10 attempts")
+
+    def _bounded(self, name: str, *args: Any) -> Any:
+        """Run a transactional call with a deadline. librdkafka can block in
+        ``send_offsets_to_transaction``/``commit_transaction`` past their timeout after
+        the broker restarts (librdkafka issues 5456, 5511); the loop must not hang."""
+        if name == "begin_transaction":
+            return self.producer.begin_transaction()  # local, never blocks
+        done = threading.Event()
+        box: dict[str, Any] = {}
+        producer = self.producer
+
+        def call() -> None:
+            try:
+                box["result"] = getattr(producer, name)(*args)
+            except BaseException as exc:  # handed to the caller's thread unchanged
+                box["error"] = exc
+            finally:
+                done.set()
+
+        threading.Thread(target=call, name=f"txn-{name}", daemon=True).start()
+        if not done.wait(self.settings.transaction_timeout_ms / 1000 + 15):
+            raise _Wedged(name)
+        if "error" in box:
+            raise box["error"]
+        return box.get("result")
+
+    def _replace_producer(self, name: str) -> None:
+        """A wedged producer is replaced by a new one with the same transactional id:
+        its ``init_transactions`` fences the old one and aborts the open transaction,
+        then the batch is forgotten and the consumer rewound to the committed offsets."""
+        log.error("transactional producer blocked past its timeout; replacing it",
+                  extra={"ctx": {"call": name, "transactional_id": self.transactional_id}})
+        self.metrics.transaction_aborts.labels("producer_replaced").inc()
+        self.producer = self._producer_factory(producer_config(
+            self.settings, self.transactional_id, error_cb=self._on_error))
+        deadline = time.monotonic() + 600
+        while True:
+            try:
+                self._bounded("init_transactions", self.settings.transaction_timeout_ms / 1000)
+                break
+            except (_Wedged, KafkaException) as exc:
+                if time.monotonic() > deadline:
+                    raise KafkaIOError(f"cannot re-initialise the transactional producer: "
+                                       f"{exc}") from None
+                log.warning("waiting for the broker to re-initialise transactions",
+                            extra={"ctx": {"error": str(exc)}})
+                time.sleep(2)
+        self._in_txn = False
+        self._positions, self._changes_ts, self._matured = {}, [], []
+        self._delivery_errors.clear()
+        self._acked.clear()
+        self._changelog_hi.clear()
+        for store in self.stores.values():
+            store.discard()
+        self._rewind()
+        raise TransactionAborted(f"{name} wedged; producer replaced")
 
     def _abort_and_rewind(self, why: str, reason: str) -> None:
         """Abort the transaction, forget the batch's state, rewind to the committed
@@ -717,7 +780,7 @@ class Worker:
             log.warning("Kafka client error", extra={"ctx": {"error": err.str()}})
 
     def _consumer_error(self, err: KafkaError) -> None:
-        if err.fatal():
+        if err.fatal() or err.code() == KafkaError._FATAL:
             raise KafkaIOError(f"fatal consumer error: {err.str()}")
         self.metrics.consumer_errors.labels(err.name()).inc()
         log.warning("consumer error", extra={"ctx": {"error": err.str()}})

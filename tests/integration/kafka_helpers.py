@@ -154,7 +154,10 @@ class GroupProgress:
     def __init__(self, settings: Settings) -> None:
         self._consumer = Consumer({"bootstrap.servers": settings.bootstrap_servers,
                                    "group.id": settings.group_id,
-                                   "enable.auto.commit": False})
+                                   "enable.auto.commit": False,
+                                   # read_committed probes get UNSTABLE_OFFSET_COMMIT
+                                   # while a transaction holds offsets
+                                   "isolation.level": "read_uncommitted"})
         self._tps = [TopicPartition(t, p) for t in settings.topics.inputs
                      for p in range(settings.partitions)]
 

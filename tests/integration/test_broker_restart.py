@@ -98,8 +98,10 @@ def test_worker_rides_out_a_broker_restart(private_broker, test_id, tmp_path):
     print(f"\nbroker restart test seed {seed} (CRASH_SEED={seed} repeats it)")
     rng = random.Random(seed)
     started = time.monotonic()
+    # a short transaction timeout bounds how long a producer wedged by the restart blocks
+    # before the worker replaces it
     s = crash_settings(private_broker.bootstrap, test_id, tmp_path / "state",
-                       SEGSTREAM_BATCH_SIZE="100")
+                       SEGSTREAM_BATCH_SIZE="100", SEGSTREAM_TRANSACTION_TIMEOUT_MS="15000")
     produced = produce_inputs(s, simulated_events(USERS, EVENTS, seed=23), seed=23)
     total = produced.records
     ref_s = reference_settings(s, tmp_path / "ref-state")
