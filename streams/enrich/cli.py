@@ -19,7 +19,6 @@ from prometheus_client import CollectorRegistry
 
 from streams.config import Settings
 from streams.enrich.config import EnrichConfig
-from streams.exceptions import ConfigError
 
 ProfileSource = Callable[[], list[dict[str, Any]]]
 
@@ -41,18 +40,25 @@ def _settings(ctx: click.Context) -> Settings:
 def enrich(ctx: click.Context, max_batches: int | None, idle_exit: float | None,
            metrics_port: int | None) -> None:
     """LLM enrichment of shop.reviews into shop.reviews.enriched (needs SEGSTREAM_LLM_*)."""
+    from streams.cli import StartupError
     from streams.enrich.stage import build_stage, ensure_enriched_topic
+    from streams.http.health import Health
+    from streams.http.server import serve
     from streams.kafka.clients import admin
     from streams.metrics import EnrichMetrics
 
     settings = _settings(ctx)
     config = EnrichConfig.from_env(os.environ)
     if not config.enabled:
-        raise ConfigError("segstream enrich needs an LLM: set SEGSTREAM_LLM_MODEL and "
-                          "SEGSTREAM_LLM_BASE_URL (or OPENAI_API_KEY)")
+        raise StartupError("segstream enrich needs an LLM: set SEGSTREAM_LLM_MODEL and "
+                           "SEGSTREAM_LLM_BASE_URL (or OPENAI_API_KEY)")
     metrics = EnrichMetrics(CollectorRegistry())
     if metrics_port:
-        metrics.serve(metrics_port)
+        # /metrics, /healthz and /readyz for probes and scrapes (ready once running)
+        health = Health()
+        health.assigned([])
+        health.broker_ok()
+        serve(metrics.registry, health, None, settings.metrics_host, metrics_port)
     partitions = ensure_enriched_topic(settings, config, admin(settings))
     stage = build_stage(settings, config, metrics)
     signal.signal(signal.SIGTERM, stage.stop)
