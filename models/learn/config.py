@@ -45,7 +45,7 @@ class ModelConfig:
     tier_high: float = 0.7
     tier_medium: float = 0.4
     hysteresis: float = 0.05
-    debounce_s: int = 3600
+    debounce_s: int = 86_400
     max_staleness_s: int = 86_400
     materiality: float = 0.1
     snapshot_gap_s: int = 604_800
@@ -54,7 +54,7 @@ class ModelConfig:
     snapshot_idle_days: int = 365
     clusters: int = 6
     cluster_algorithm: str = "sequential"
-    cluster_learn_every: int = 1
+    cluster_learn_every: int = 4
     # a user changes cluster only when the new centre is this much closer (distance ratio)
     cluster_margin: float = 0.5
     # ... and at most once in this many days: behaviour windows move daily, a

@@ -65,7 +65,7 @@ class ActionsConfig:
     holdout_seed: str = "segstream"
     state_dir: Path = Path(".local/actions")
     store: str = "memory"
-    guarantee: str = "at_least_once"
+    guarantee: str = "exactly_once"
     max_event_bytes: int = 64 * 1024
     log_level: str = "INFO"
     kafka_security_protocol: str = "PLAINTEXT"
@@ -73,6 +73,14 @@ class ActionsConfig:
     kafka_sasl_username: str = ""
     kafka_sasl_password: Secret = field(default_factory=lambda: Secret(""))
     kafka_ssl_ca_location: str = ""
+
+    def changelog_topic(self, table: str) -> str:
+        """The compacted changelog topic of a state table (``users``, ``budgets``, ``churn``).
+
+        >>> ActionsConfig().changelog_topic("users")
+        'segstream-actions-users-changelog'
+        """
+        return f"{self.app_id}-{table}-changelog"
 
     @property
     def bootstrap_servers(self) -> str:
@@ -115,7 +123,7 @@ class ActionsConfig:
         Variables: ``SEGSTREAM_ACTIONS_BROKER`` (or ``KAFKA_BOOTSTRAP_SERVERS``),
         ``_APP_ID``, ``_PARTITIONS``, ``_API_TOKEN``, ``_WEB_HOST``, ``_WEB_PORT``,
         ``_HOLDOUT_SEED``, ``_STATE_DIR``, ``_STORE`` (rocksdb|memory), ``_GUARANTEE``
-        (at_least_once, the default, or exactly_once: see :mod:`streams.actions.app`),
+        (exactly_once, the default, or at_least_once: see :mod:`streams.actions.loop`),
         ``_MAX_EVENT_BYTES``, plus ``SEGSTREAM_CAMPAIGNS_FILE``, ``SEGSTREAM_LOG_LEVEL``
         and ``SEGSTREAM_TOPIC_<ROLE>``.
         """

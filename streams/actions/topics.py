@@ -1,8 +1,9 @@
 """The actions app's topics, created idempotently before the app starts.
 
-faust creates only its own internal topics (table changelogs); the input and output
-topics are created here so that their partition counts are known and equal: the tables
-are co-partitioned with the change topic, and budgets are split across its partitions.
+The input, output and state changelog topics are created here so that their partition
+counts are known and equal: the state is co-partitioned with the input topics (a state
+write goes to the partition number of its input), and budgets are split across the
+change topic's partitions. Changelogs are compacted.
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ def ensure_topics(config: ActionsConfig, client: AdminClient, timeout: float = 3
         When the broker refuses or cannot be reached.
     """
     t = config.topics
-    wanted = [t.changes, t.churn, t.dlq, *t.outputs]
+    changelogs = [config.changelog_topic(table) for table in ("users", "budgets", "churn")]
+    wanted = [t.changes, t.churn, t.dlq, *t.outputs, *changelogs]
     try:
         existing = client.list_topics(timeout=timeout).topics
     except KafkaException as exc:
@@ -46,7 +48,7 @@ def ensure_topics(config: ActionsConfig, client: AdminClient, timeout: float = 3
                 f"topic {name} has {len(existing[name].partitions)} partitions but "
                 f"SEGSTREAM_ACTIONS_PARTITIONS={config.partitions}; set it to the topic's "
                 "count (tables are co-partitioned with it)")
-    for name in (t.dlq, *t.outputs):
+    for name in (t.dlq, *t.outputs, *changelogs):
         if name in existing and len(existing[name].partitions) < config.partitions:
             raise ConfigError(
                 f"topic {name} has {len(existing[name].partitions)} partitions, fewer than "
@@ -59,7 +61,8 @@ def ensure_topics(config: ActionsConfig, client: AdminClient, timeout: float = 3
     futures = client.create_topics(
         [NewTopic(n, num_partitions=config.partitions,
                   replication_factor=config.replication_factor,
-                  config={"retention.ms": RETENTION_MS}) for n in todo],
+                  config={"cleanup.policy": "compact"} if n in changelogs
+                  else {"retention.ms": RETENTION_MS}) for n in todo],
         operation_timeout=timeout)
     for name, fut in futures.items():
         try:

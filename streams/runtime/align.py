@@ -56,11 +56,16 @@ class Aligner:
         self._blocked_since: dict[tuple[str, int], int] = {}
         self._idle_ok: set[tuple[str, int]] = set()
 
-    def add(self, topic: str, partition: int, offset: int, ts: int, item: Any) -> None:
-        """Buffer one consumed message (``ts`` = event time, or :data:`NO_TS`)."""
+    def add(self, topic: str, partition: int, offset: int, ts: int, item: Any,
+            front: bool = False) -> None:
+        """Buffer one consumed message (``ts`` = event time, or :data:`NO_TS`);
+        ``front`` puts a just-released message back at the head of its queue."""
         queues = self._queues.get(partition)
         if queues is None:
             queues = self._queues[partition] = {t: deque() for t in self.topics}
+        if front:
+            queues[topic].appendleft((ts, offset, item))
+            return
         queues[topic].append((ts, offset, item))
         self._blocked_since.pop((topic, partition), None)
         self._idle_ok.discard((topic, partition))

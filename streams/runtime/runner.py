@@ -66,6 +66,15 @@ from streams.runtime.store import PartitionStore
 log = logging.getLogger(__name__)
 
 
+def _ts_of(item: Any) -> int:
+    """The event time an aligned item was buffered with."""
+    if isinstance(item, InvalidEvent):
+        return NO_TS
+    if isinstance(item, EnrichedReview):
+        return item.ts
+    return int(item.ts_ms)
+
+
 class _Wedged(Exception):
     """A transactional call did not return within its deadline."""
 
@@ -281,7 +290,13 @@ class Worker:
 
         released = 0
         counts: dict[tuple[str, str], int] = {}
+        # A backlog (after a restart or a pause) is released in slices, so that the
+        # commit interval still bounds each transaction and the work a crash would redo.
+        limit = self.settings.batch_size * 4
         for topic, part, offset, (msg, item) in self.aligner.release(caught_up, now_ms):
+            if released >= limit:
+                self.aligner.add(topic, part, offset, _ts_of(item), (msg, item), front=True)
+                break
             released += 1
             positions[(topic, part)] = offset + 1
             if isinstance(item, InvalidEvent):

@@ -15,7 +15,7 @@ def test_defaults_and_overrides():
                                 "SEGSTREAM_TOPIC_CLICKS": "belongs.to.the.worker"})
     assert c.broker == "kafka://h1:9092,h2:9092" and c.bootstrap_servers == "h1:9092,h2:9092"
     assert c.web_port == 7001 and c.topics.vip_routing == "x.routing"
-    assert c.guarantee == "at_least_once" and c.store == "memory"
+    assert c.guarantee == "exactly_once" and c.store == "memory"
 
 
 def test_every_problem_is_listed_and_the_token_is_never_shown():
