@@ -5,9 +5,11 @@ same run:
 
 1. raw: confluent-kafka ``consume(1000)`` + ``orjson.loads`` of the change topic;
 2. engine: the pure campaign engine in-process (decode + ``handle_change``), no Kafka;
-3. the faust app as a subprocess (``python -m streams.actions``), once per processing
+3. the actions app as a subprocess (``python -m streams.actions``: the faust worker
+   hosting the transactional loop of ``streams/actions/loop.py``), once per processing
    guarantee: changes/s and actions/s from its first to its last committed offset
-   (start-up and table recovery excluded).
+   (start-up and state restore excluded). Actions are counted as a ``read_committed``
+   consumer reads them (with transactions the offsets also hold commit markers).
 
 Usage: ``python bench/actions.py [--changes 20000] [--guarantee exactly_once
 --guarantee at_least_once]``. Needs the broker (``deploy/kafka/kafka.sh start``).
@@ -28,7 +30,7 @@ from pathlib import Path
 
 import click
 import orjson
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from models.campaigns import CampaignBook
 from streams.actions.config import ActionsConfig
@@ -104,6 +106,25 @@ def _committed(c: Consumer, tps: list[TopicPartition]) -> int:
         return -1
 
 
+def _count(bootstrap: str, topic: str, partitions: int) -> int:
+    """Committed records of ``topic`` (``read_committed``, to each partition's end)."""
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-count-{uuid.uuid4().hex}",
+                  "enable.auto.commit": False, "isolation.level": "read_committed",
+                  "enable.partition.eof": True})
+    c.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+    todo, n = set(range(partitions)), 0
+    deadline = time.monotonic() + 60
+    while todo and time.monotonic() < deadline:
+        for m in c.consume(5000, 0.5):
+            err = m.error()
+            if err is None:
+                n += 1
+            elif err.code() == KafkaError._PARTITION_EOF:
+                todo.discard(m.partition())
+    c.close()
+    return n
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -149,14 +170,8 @@ def _app(bootstrap: str, prefix: str, guarantee: str, n: int, partitions: int,
         proc.wait(60)
         c.close()
     assert first_t is not None
-    produced = 0
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"{app_id}-count"})
-    for r in ("coupons", "holdout", "vip_routing", "alerts", "churn_alerts"):
-        for p in range(partitions):
-            low, high = c.get_watermark_offsets(
-                TopicPartition(f"{prefix}.{guarantee}.{r}", p), timeout=10)
-            produced += high - low  # no transactions on these topics (see streams/actions/app.py)
-    c.close()
+    produced = sum(_count(bootstrap, f"{prefix}.{guarantee}.{r}", partitions)
+                   for r in ("coupons", "holdout", "vip_routing", "alerts", "churn_alerts"))
     return (n - first_n) / (now - first_t), n - first_n, produced
 
 
@@ -173,6 +188,7 @@ def main(n: int, users: int, partitions: int, guarantees: tuple[str, ...]) -> No
     config = ActionsConfig.from_env({
         "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "SEGSTREAM_ACTIONS_API_TOKEN": "x" * 16,
         "SEGSTREAM_ACTIONS_PARTITIONS": str(partitions),
+        "SEGSTREAM_ACTIONS_APP_ID": f"{prefix}-setup",
         "SEGSTREAM_TOPIC_CHANGES": f"{prefix}.changes",
         **{f"SEGSTREAM_TOPIC_{r.upper()}": f"{prefix}.setup.{r}"
            for r in ("churn", "dlq", "coupons", "holdout", "vip_routing", "alerts",
@@ -190,7 +206,7 @@ def main(n: int, users: int, partitions: int, guarantees: tuple[str, ...]) -> No
     with tempfile.TemporaryDirectory() as tmp:
         for g in guarantees:
             rate, measured, produced = _app(bootstrap, prefix, g, n, partitions, Path(tmp))
-            print(f"  faust app, {g:14s}  {rate:10,.0f} changes/s  "
+            print(f"  actions app, {g:14s}  {rate:10,.0f} changes/s  "
                   f"{rate * produced / n:8,.0f} actions/s  ({produced} actions, budgets "
                   f"applied; {measured} changes timed; {rate / raw:.1%} of raw)")
 

@@ -14,6 +14,8 @@ export SEGSTREAM_METRICS_PORT="${SEGSTREAM_METRICS_PORT:-9464}"
 # second of producer/fetch skew between the input topics is hours of event time. Allow
 # one day of lateness for this demo (the production default is one hour of real time).
 export SEGSTREAM_ALLOWED_LATENESS_S="${SEGSTREAM_ALLOWED_LATENESS_S:-86400}"
+# The online models (churn risk, value, behavioural clusters) are part of the demo.
+export SEGSTREAM_MODELS_ENABLED="${SEGSTREAM_MODELS_ENABLED:-true}"
 
 "$BIN/segstream" topics create
 

@@ -320,7 +320,8 @@ def _tail(s: Settings, topic: str, from_beginning: bool, limit: int, idle_exit: 
 def _format_change(msg: Any) -> str:
     ch = orjson.loads(msg.value())
     sign = "+" if ch["change"] == "entered" else "-"
-    why = ", ".join(f"{r['feature']}={r['value']:g} {r['op']} {r['threshold']:g}"
+    why = ", ".join(r["text"] if "op" not in r else
+                    f"{r['feature']}={r['value']:g} {r['op']} {r['threshold']:g}"
                     for r in ch["reasons"])
     return f"{ch['at']}  {ch['user_id']:>10}  {sign}{ch['segment']:<16} {why}"
 

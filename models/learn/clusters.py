@@ -203,7 +203,7 @@ class Clusters:
         raw_id = self.model.learn_predict(values)
         self.learned += 1
         if self.model.centres is None:
-            return 0
+            return -1  # still warming up: no cluster yet
         if self.learned % RELABEL_EVERY == 0 or raw_id not in self.ids.mapping:
             self.ids.relabel(self.model.centers)
         return self.ids.mapping[raw_id]
@@ -254,7 +254,7 @@ class Clusters:
         """
         if isinstance(self.model, SequentialKMeans):
             if self.model.centres is None:
-                return 0
+                return -1  # still warming up: no cluster yet
             raw_id = self.model.predict(values)
             if raw_id not in self.ids.mapping:
                 self.ids.relabel(self.model.centers)
@@ -298,10 +298,13 @@ class Clusters:
             return
         if old is not None and old in self.members:
             self.members[old] -= 1
-        self.members[new] = self.members.get(new, 0) + 1
+        if new >= 0:
+            self.members[new] = self.members.get(new, 0) + 1
 
     def describe(self, c: int, x: Sequence[float | None], sign: int = 1) -> None:
         """Count the raw features ``x`` of a scoring assigned to ``c`` in its profile."""
+        if c < 0:
+            return
         n = len(MODEL_FEATURES)
         sums = self.sums.setdefault(c, [0.0] * n)
         sumsq = self.sumsq.setdefault(c, [0.0] * n)

@@ -60,6 +60,9 @@ class ModelConfig:
     # ... and at most once in this many days: behaviour windows move daily, a
     # behavioural segment should not (each move is two segment changes downstream)
     cluster_min_days: int = 30
+    # churn tiers, value percentiles and alerts wait until a model learned this many labels
+    # (an untrained model says 0.5 for everyone)
+    min_learned: int = 500
     drift_policy: str = "keep"
     drift_delta: float = 0.002
     rolling_window: int = 1000
@@ -141,6 +144,7 @@ class ModelConfig:
              lambda v: None if v is not None and 2 <= v <= 50 else "use 2..50")
         read("SEGSTREAM_MODEL_CLUSTER_ALGORITHM", "cluster_algorithm", str.lower,
              one_of(CLUSTER_ALGORITHMS))
+        read("SEGSTREAM_MODEL_MIN_LEARNED", "min_learned", int, non_negative)
         read("SEGSTREAM_MODEL_CLUSTER_MIN_DAYS", "cluster_min_days", int, non_negative)
         read("SEGSTREAM_MODEL_CLUSTER_MARGIN", "cluster_margin", float, non_negative)
         read("SEGSTREAM_MODEL_CLUSTER_LEARN_EVERY", "cluster_learn_every", int, positive)

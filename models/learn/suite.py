@@ -15,8 +15,8 @@ Examples
 >>> from models.learn.config import ModelConfig
 >>> suite = ModelSuite(ModelConfig(clusters=3))
 >>> s = suite.tick("u1", {"orders_lifetime": 2.0, "recency_days": 3.0}, 1_000, None)
->>> s.rescored, s.churn_tier in ("low", "medium", "high"), 0 <= s.cluster < 3
-(True, True, True)
+>>> s.rescored, s.churn_tier in ("low", "medium", "high"), s.cluster  # -1: clusters warming up
+(True, True, -1)
 >>> suite.tick("u1", {"orders_lifetime": 2.0, "recency_days": 3.0}, 2_000, s.memo).rescored
 False
 """

@@ -90,6 +90,10 @@ def create_app(config: ActionsConfig, book: CampaignBook | None = None,
         web_in_thread=False,
         autodiscover=False,
         consumer_auto_offset_reset="earliest",
+        # faust's group only holds its leader topic; a short session lets a restarted
+        # worker (whose loop starts once faust is ready) rejoin soon after a crash
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=2.0,
     )
 
     @app.service

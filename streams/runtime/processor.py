@@ -257,6 +257,12 @@ class Processor:
             state.pending, state.scored = step.pending, step.memo
             features.update(step.scores.features())
             features["cluster"] = float(self._held_cluster(state, step.scores.cluster, as_of))
+            learned, floor = self.models.learned, self.models.cfg.min_learned
+            if learned["churn"] < floor:
+                features["churn_score"] = None  # untrained: no tier, no alert
+                step.alert = None
+            if learned["value"] < floor:
+                features["value_pct"] = None
             if step.due:
                 due = min(due, step.due) if due else step.due
         found = self.policy.evaluate(state.segments, state.exited, features, as_of)

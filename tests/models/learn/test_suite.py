@@ -112,8 +112,10 @@ def test_prequential_metrics_reach_prometheus() -> None:
 def test_cli_report_and_clusters(tmp_path: Path) -> None:
     suite = _suite()
     _train(suite)
-    for i in range(20):
-        suite.tick(f"u{i}", {"recency_days": float(i * 15), "orders_lifetime": 1.0}, 0, None)
+    # enough scorings to get past the clusters' warm-up (no cluster is named before it)
+    for i in range(2_400):
+        suite.tick(f"u{i}", {"recency_days": float(i % 40 * 5), "orders_lifetime": 1.0 + i % 3},
+                   0, None)
     save(suite, tmp_path, {"shop.orders/0": 7})
     out = CliRunner().invoke(models, ["report", "--dir", str(tmp_path)])
     assert out.exit_code == 0, out.output
