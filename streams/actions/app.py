@@ -4,8 +4,8 @@
 The inputs are not read by faust agents: faust-streaming 0.15.3's transactions hold
 only table changelogs and offsets, not records for topics its consumer does not read
 (the actions, the DLQ), so an action record and the state entry that marks its change
-as handled could not be written atomically (measured: after a SIGKILL, action records
-written twice in 3 of 4 crash-test runs). The inputs are read by
+as handled could not be written atomically (measured: after a SIGKILL, an action record
+written twice in some crash-test runs). The inputs are read by
 :class:`streams.actions.loop.ActionLoop`, a confluent-kafka consume-process-produce loop
 that writes the actions, the dead letters, the state changelogs and the input offsets in
 one Kafka transaction per batch (see that module). The faust worker hosts it (started
