@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 
+from models.learn.labels import next_due, on_watermark
 from models.learn.step import user_step
 from models.learn.suite import ModelSuite
 from models.segments.policy import SegmentPolicy
@@ -200,10 +201,25 @@ class Processor:
         The change ids depend only on the user and the due time, so a restarted worker
         that fires the same timer again produces the same records.
         """
+        if self.models is not None:
+            window_due = self.next_timer(state, due - 1)
+            if window_due != due:
+                return self._mature_labels(state, due, window_due)
         origin = {"topic": "timer", "partition": -1, "offset": due, "event_id": None,
                   "event_ts_ms": None, "punctuation": True}
         return self._evaluate(user_id, state, max(due, state.last_ts),
                               Source("timer", -1, due), origin)
+
+    def _mature_labels(self, state: UserState, due: int, window_due: int) -> Result:
+        """A timer that is due only for label snapshots (no feature window changes now):
+        mature them for the models to learn, without re-evaluating the user."""
+        assert self.models is not None
+        cfg = self.models.cfg
+        state.pending, matured = on_watermark(state.pending, due, cfg)
+        label_due = next_due(state.pending, cfg) or 0
+        state.timer_due = min(t for t in (window_due, label_due) if t) \
+            if window_due or label_due else 0
+        return Result(state, matured=matured)
 
     def next_timer(self, state: UserState, as_of: int) -> int:
         """When time alone may next change this user's features: the first moment after
