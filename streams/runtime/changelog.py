@@ -21,7 +21,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
@@ -131,7 +131,15 @@ def _read_to_end(consumer: Consumer, store: PartitionStore, start: int, hi: int,
             err = msg.error()
             if err is not None:
                 if err.code() == KafkaError._PARTITION_EOF:
-                    done = True
+                    # read_committed stops at the last stable offset. Below the high
+                    # watermark a transaction of the previous owner is still open or its
+                    # commit markers are not written yet: wait for it to finish (commit
+                    # or abort by the broker), or the restored state would miss a batch
+                    # whose offsets are already committed.
+                    tp = TopicPartition(cast(str, msg.topic()), cast(int, msg.partition()))
+                    done = consumer.position([tp])[0].offset >= hi
+                    if not done:
+                        time.sleep(0.1)
                     continue
                 if err.fatal():
                     raise KafkaIOError(f"changelog restore failed: {err.str()}")
