@@ -67,6 +67,10 @@ def worker(ctx: click.Context, max_batches: int | None) -> None:
     from streams.runtime.app import build_worker
 
     s = _settings(ctx)
+    if s.group_protocol == "classic" and s.processing_guarantee == "exactly_once":
+        log.warning("SEGSTREAM_GROUP_PROTOCOL=classic: exactly-once failover between "
+                    "workers is only verified with the consumer (KIP-848) protocol; use "
+                    "classic only with brokers older than Kafka 4.0")
     server: StatusServer | None = None
     try:
         http = HttpSettings.from_env(ctx.obj["env"])

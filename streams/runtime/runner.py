@@ -160,6 +160,7 @@ class Worker:
         self._paused: set[tuple[str, int]] = set()
         self._uncommitted: dict[tuple[str, int], int] = {}
         self._assigned: set[tuple[str, int]] = set()
+        self._queried_hi: dict[tuple[str, int], int] = {}
         self._members: dict[int, Counter[str]] = {}
         self._last_punctuation = time.monotonic()
         self._last_commit = time.monotonic()
@@ -515,7 +516,20 @@ class Worker:
             # data is already on its way to this consumer.
             return hi < 0 or hi <= eof_hi
         if hi < 0:
-            return None
+            # Nothing fetched from it yet (e.g. just assigned): ask the broker once rather
+            # than let the idle timeout release its siblings without it, which would
+            # make the event-time order depend on fetch timing.
+            hi = self._queried_hi.get(key, -1)
+            if hi < 0 and key not in self._queried_hi:
+                self._queried_hi[key] = -1
+                try:
+                    lo, hi = self.consumer.get_watermark_offsets(
+                        TopicPartition(topic, part), timeout=5, cached=False)
+                except KafkaException:
+                    return None
+                self._queried_hi[key] = hi
+            if hi < 0:
+                return None
         pos = self._consumed.get(key, self._start.get(key, lo))
         if pos < 0:
             return None
@@ -721,6 +735,7 @@ class Worker:
         self.aligner.drop(parts)
         self._consumed.clear()
         self._eof.clear()
+        self._queried_hi.clear()
         if self._paused:
             self.consumer.resume([TopicPartition(t, p) for t, p in self._paused])
             self._paused.clear()
@@ -932,7 +947,8 @@ class Worker:
         # (or this worker after reassignment) fetches them again from the committed offsets.
         self.aligner.drop(parts)
         self._paused = {k for k in self._paused if k[1] not in parts}
-        for positions in (self._consumed, self._eof, self._start, self._uncommitted):
+        for positions in (self._consumed, self._eof, self._start, self._uncommitted,
+                          self._queried_hi):
             for key in [k for k in positions if k[1] in parts]:
                 del positions[key]
         for p in parts:
