@@ -69,7 +69,7 @@ def worker(ctx: click.Context, max_batches: int | None) -> None:
     s = _settings(ctx)
     if s.group_protocol == "classic" and s.processing_guarantee == "exactly_once":
         log.warning("SEGSTREAM_GROUP_PROTOCOL=classic: exactly-once failover between "
-                    "workers is only verified with the consumer (KIP-848) protocol; use "
+                    "workers is tested in CI with the consumer (KIP-848) protocol; use "
                     "classic only with brokers older than Kafka 4.0")
     server: StatusServer | None = None
     try:

@@ -846,9 +846,13 @@ class Worker:
         if not self.eos:
             self._alo_positions(consumer, partitions)
         else:
-            for tp in consumer.committed(partitions, timeout=30):
-                if tp.offset >= 0:
-                    self._start[(tp.topic, tp.partition)] = tp.offset
+            # Start exactly at the committed offsets, fetched once the previous owner's
+            # last transaction is stable, and matching the state just restored.
+            for tp, got in zip(partitions, self._stable_committed(consumer, partitions),
+                               strict=True):
+                if got >= 0:
+                    self._start[(tp.topic, tp.partition)] = got
+                    tp.offset = got
         if self.settings.group_protocol == "consumer":
             consumer.incremental_assign(partitions)
         else:
@@ -859,6 +863,18 @@ class Worker:
         log.info("partitions assigned", extra={"ctx": {
             "partitions": sorted({p for _, p in self._assigned}),
             "added": sorted({tp.partition for tp in partitions}), "restored": new_parts}})
+
+    def _stable_committed(self, consumer: Consumer, partitions: list[TopicPartition],
+                          wait_s: float = 60.0) -> list[int]:
+        """Committed offsets of ``partitions``; a partition whose offsets are still part
+        of a finishing transaction (UNSTABLE_OFFSET_COMMIT) is asked again."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            got = consumer.committed([TopicPartition(tp.topic, tp.partition)
+                                      for tp in partitions], timeout=30)
+            if not any(tp.error is not None for tp in got) or time.monotonic() > deadline:
+                return [tp.offset if tp.error is None else -1001 for tp in got]
+            time.sleep(0.2)
 
     def _restore(self, consumer: Consumer, part: int) -> None:
         store = self.stores[part]
