@@ -56,16 +56,11 @@ class Aligner:
         self._blocked_since: dict[tuple[str, int], int] = {}
         self._idle_ok: set[tuple[str, int]] = set()
 
-    def add(self, topic: str, partition: int, offset: int, ts: int, item: Any,
-            front: bool = False) -> None:
-        """Buffer one consumed message (``ts`` = event time, or :data:`NO_TS`);
-        ``front`` puts a just-released message back at the head of its queue."""
+    def add(self, topic: str, partition: int, offset: int, ts: int, item: Any) -> None:
+        """Buffer one consumed message (``ts`` = event time, or :data:`NO_TS`)."""
         queues = self._queues.get(partition)
         if queues is None:
             queues = self._queues[partition] = {t: deque() for t in self.topics}
-        if front:
-            queues[topic].appendleft((ts, offset, item))
-            return
         queues[topic].append((ts, offset, item))
         self._blocked_since.pop((topic, partition), None)
         self._idle_ok.discard((topic, partition))
@@ -79,13 +74,16 @@ class Aligner:
         return {(t, p): len(q) for p, qs in self._queues.items() for t, q in qs.items()}
 
     def release(
-        self, caught_up: Callable[[str, int], bool | None], now_ms: int
+        self, caught_up: Callable[[str, int], bool | None], now_ms: int,
+        limit: int | None = None,
     ) -> Iterator[tuple[str, int, int, Any]]:
-        """Yield ``(topic, partition, offset, item)`` in event-time order while safe.
+        """Yield ``(topic, partition, offset, item)`` in event-time order while safe, at
+        most ``limit`` of them (the rest stay buffered for the next call).
 
         ``caught_up(topic, partition)`` answers True (consumed up to the log end), False
         (known to be behind) or None (not known yet).
         """
+        left = limit if limit is not None else -1
         for partition in sorted(self._queues):
             queues = self._queues[partition]
             while True:
@@ -104,6 +102,9 @@ class Aligner:
                     break
                 if blocked and head_key is not None and head_key[0] != NO_TS:
                     break
+                if left == 0:
+                    return
+                left -= 1
                 _ts, offset, item = queues[head_topic].popleft()
                 yield head_topic, partition, offset, item
 

@@ -66,15 +66,6 @@ from streams.runtime.store import PartitionStore
 log = logging.getLogger(__name__)
 
 
-def _ts_of(item: Any) -> int:
-    """The event time an aligned item was buffered with."""
-    if isinstance(item, InvalidEvent):
-        return NO_TS
-    if isinstance(item, EnrichedReview):
-        return item.ts
-    return int(item.ts_ms)
-
-
 class _Wedged(Exception):
     """A transactional call did not return within its deadline."""
 
@@ -293,11 +284,8 @@ class Worker:
         counts: dict[tuple[str, str], int] = {}
         # A backlog (after a restart or a pause) is released in slices, so that the
         # commit interval still bounds each transaction and the work a crash would redo.
-        limit = self.settings.batch_size * 4
-        for topic, part, offset, (msg, item) in self.aligner.release(caught_up, now_ms):
-            if released >= limit:
-                self.aligner.add(topic, part, offset, _ts_of(item), (msg, item), front=True)
-                break
+        for topic, part, offset, (msg, item) in self.aligner.release(
+                caught_up, now_ms, limit=self.settings.batch_size * 4):
             released += 1
             positions[(topic, part)] = offset + 1
             if isinstance(item, InvalidEvent):
@@ -697,14 +685,7 @@ class Worker:
                 log.warning("waiting for the broker to re-initialise transactions",
                             extra={"ctx": {"error": str(exc)}})
                 time.sleep(2)
-        self._in_txn = False
-        self._positions, self._changes_ts, self._matured = {}, [], []
-        self._delivery_errors.clear()
-        self._acked.clear()
-        self._changelog_hi.clear()
-        for store in self.stores.values():
-            store.discard()
-        self._rewind()
+        self._forget_batch()
         raise TransactionAborted(f"{name} wedged; producer replaced")
 
     def _abort_and_rewind(self, why: str, reason: str) -> None:
@@ -719,16 +700,20 @@ class Worker:
         except KafkaException as exc:
             err = exc.args[0]
             raise KafkaIOError(f"abort_transaction failed: {err.str()}") from None
+        self._forget_batch()
+        raise TransactionAborted(why)
+
+    def _forget_batch(self) -> None:
+        """Drop everything processed since the last commit (its transaction is gone) and
+        rewind the consumer to the committed positions."""
         self._in_txn = False
-        self._positions, self._changes_ts = {}, []
-        self._matured = []
+        self._positions, self._changes_ts, self._matured = {}, [], []
         self._delivery_errors.clear()
         self._acked.clear()
         self._changelog_hi.clear()
         for store in self.stores.values():
             store.discard()
         self._rewind()
-        raise TransactionAborted(why)
 
     def _rewind(self) -> None:
         parts = {p for _, p in self._assigned}

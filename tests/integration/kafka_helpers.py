@@ -4,6 +4,7 @@ producing events, and reading topics to the end."""
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 
 import orjson
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from prometheus_client import CollectorRegistry
 
 from streams.config import Settings, Topics
 from streams.kafka.clients import admin
@@ -189,3 +191,24 @@ def wait_until(pred: Any, timeout: float, interval: float = 0.2, what: str = "co
             return
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+class RunningWorker:
+    """A worker in a thread of the test process, stopped like SIGTERM would."""
+
+    def __init__(self, settings: Settings) -> None:
+        from streams.runtime.app import build_worker
+
+        self.registry = CollectorRegistry()
+        self.worker = build_worker(settings, self.registry)
+        self.thread = threading.Thread(target=self.worker.run, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.worker.stop()
+        self.thread.join(30)
+        assert not self.thread.is_alive()
+
+    def value(self, name: str, **labels: str) -> float:
+        """A sample of the worker's registry (0 when absent)."""
+        return self.registry.get_sample_value(name, labels) or 0.0

@@ -3,17 +3,22 @@ every bad message in the dead-letter topic with its original bytes and position.
 
 from __future__ import annotations
 
-import threading
 import time
 
 import orjson
 import pytest
-from prometheus_client import CollectorRegistry
 
 from streams.kafka.dlq import parse_headers
-from streams.runtime.app import build_policy, build_worker
+from streams.runtime.app import build_policy
 
-from .kafka_helpers import committed_total, isolated_settings, produce, read_all, wait_until
+from .kafka_helpers import (
+    RunningWorker,
+    committed_total,
+    isolated_settings,
+    produce,
+    read_all,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -29,21 +34,6 @@ def _order(user, oid, ts, total, coupon=None, discount=0.0):
 def _click(user, i, ts):
     return {"event_id": f"{user}-c{i}", "user_id": user, "ts": ts, "schema_version": 1,
             "session_id": f"{user}-s{i // 20}", "action": "view", "category": "shoes"}
-
-
-class RunningWorker:
-    """A worker in a thread of the test process, stopped like SIGTERM would."""
-
-    def __init__(self, settings):
-        self.registry = CollectorRegistry()
-        self.worker = build_worker(settings, self.registry)
-        self.thread = threading.Thread(target=self.worker.run, daemon=True)
-        self.thread.start()
-
-    def stop(self):
-        self.worker.stop()
-        self.thread.join(30)
-        assert not self.thread.is_alive()
 
 
 def test_known_sequence_yields_exactly_the_expected_changes(kafka_bootstrap, test_id, tmp_path):

@@ -4,22 +4,26 @@ time alone moves users between segments, and an erased user leaves no trace."""
 from __future__ import annotations
 
 import hashlib
-import threading
 import time
 import zlib
 
 import orjson
 import pytest
 from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, ResourceType
-from prometheus_client import CollectorRegistry
 
 from streams.contracts.erase import erase_request
 from streams.kafka.clients import admin
 from streams.kafka.dlq import parse_headers
-from streams.runtime.app import build_worker
 from streams.runtime.store import PartitionStore
 
-from .kafka_helpers import committed_total, isolated_settings, produce, read_all, wait_until
+from .kafka_helpers import (
+    RunningWorker,
+    committed_total,
+    isolated_settings,
+    produce,
+    read_all,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -34,22 +38,6 @@ def _order(user: str, oid: str, ts: int, total: float = 50.0) -> dict:
 def _click(user: str, i: int, ts: int) -> dict:
     return {"event_id": f"{user}-c{i}", "user_id": user, "ts": ts, "schema_version": 1,
             "session_id": f"{user}-s{i}", "action": "view"}
-
-
-class RunningWorker:
-    def __init__(self, settings):
-        self.registry = CollectorRegistry()
-        self.worker = build_worker(settings, self.registry)
-        self.thread = threading.Thread(target=self.worker.run, daemon=True)
-        self.thread.start()
-
-    def stop(self):
-        self.worker.stop()
-        self.thread.join(30)
-        assert not self.thread.is_alive()
-
-    def value(self, name: str, **labels: str) -> float:
-        return self.registry.get_sample_value(name, labels) or 0.0
 
 
 def _states(settings) -> dict:

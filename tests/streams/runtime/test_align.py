@@ -65,3 +65,12 @@ def test_partitions_are_independent_and_drop_forgets_them():
     assert a.drop({1}) == 1
     assert drain(a) == [("clicks", 0, 0)]
     assert a.buffered() == 0
+
+
+def test_release_stops_at_the_limit_and_keeps_the_rest_buffered():
+    a = Aligner(["clicks", "orders"], max_idle_ms=0)
+    for i in range(5):
+        a.add("clicks", 0, i, ts=100 + i, item=i)
+    first = [item for *_, item in a.release(lambda t, p: True, now_ms=0, limit=3)]
+    rest = [item for *_, item in a.release(lambda t, p: True, now_ms=0)]
+    assert (first, rest, a.buffered()) == ([0, 1, 2], [3, 4], 0)
