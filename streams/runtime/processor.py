@@ -8,9 +8,8 @@ state: the caller hands in the user's state and gets back the outputs to publish
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -27,31 +26,43 @@ from streams.features.update import FeatureConfig, apply_enrichment, update
 from streams.features.vector import vector
 
 
-@dataclass(frozen=True, slots=True)
-class Source:
-    """Where an input came from; part of every output's deterministic id."""
+class Source(NamedTuple):
+    """Where an input came from; part of every output's deterministic id.
+
+    A named tuple rather than a frozen dataclass: one is built per event, and a frozen
+    dataclass pays an ``object.__setattr__`` per field.
+    """
 
     topic: str
     partition: int
     offset: int
 
 
-@dataclass(slots=True)
+_NONE: list[Any] = []  # shared empty default of Result lists; never mutated
+
+
 class Result:
     """The outputs of one event: change records (``segments.changes``) and, when the
     membership changed, the user's new current record (``segments.current``).
 
     ``duplicate`` marks an event whose id the user's state has already seen: nothing
-    changed and nothing is to be published.
+    changed and nothing is to be published. ``alerts`` are churn alerts to publish and
+    ``matured`` the label examples for the models to learn.
+
+    A plain slotted class: one is built per event, and most carry empty lists, which
+    share one (never mutated) list instead of allocating three.
     """
 
-    state: UserState
-    changes: list[dict[str, Any]] = field(default_factory=list)
-    current: dict[str, Any] | None = None
-    duplicate: bool = False
-    # churn alerts to publish and label examples that matured (for the models to learn)
-    alerts: list[dict[str, Any]] = field(default_factory=list)
-    matured: list[Any] = field(default_factory=list)
+    __slots__ = ("alerts", "changes", "current", "duplicate", "matured", "state")
+
+    def __init__(self, state: UserState, *, duplicate: bool = False,
+                 matured: list[Any] = _NONE) -> None:
+        self.state = state
+        self.changes: list[dict[str, Any]] = _NONE
+        self.current: dict[str, Any] | None = None
+        self.duplicate = duplicate
+        self.alerts: list[dict[str, Any]] = _NONE
+        self.matured = matured
 
 
 _DAY = 86_400_000
@@ -66,9 +77,26 @@ def _last_order_ts(state: UserState) -> int:
     return max(o[O_FIRST_TS] for o in state.orders.values())
 
 
+_DAY_PREFIX: dict[int, str] = {}
+
+
 def iso(ms: int) -> str:
-    dt = datetime.fromtimestamp(ms / 1000, tz=UTC)
-    return dt.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """``2026-12-05T01:02:03.004Z``; the date part is memoised per day (hot for changes).
+
+    >>> iso(0), iso(86_399_999)
+    ('1970-01-01T00:00:00.000Z', '1970-01-01T23:59:59.999Z')
+    """
+    day, rest = divmod(ms, _DAY)
+    prefix = _DAY_PREFIX.get(day)
+    if prefix is None:
+        if len(_DAY_PREFIX) > 4096:
+            _DAY_PREFIX.clear()
+        prefix = _DAY_PREFIX[day] = datetime.fromtimestamp(day * 86_400, tz=UTC).strftime(
+            "%Y-%m-%dT")
+    sec, milli = divmod(rest, 1000)
+    h, sec = divmod(sec, 3600)
+    m, sec = divmod(sec, 60)
+    return f"{prefix}{h:02d}:{m:02d}:{sec:02d}.{milli:03d}Z"
 
 
 def change_id(source: Source, user_id: str, segment: str, change: str) -> str:
@@ -123,8 +151,11 @@ class Processor:
         """
         ts = event.ts_ms
         if state is not None:
-            if self.dedupe_max_ids and any(e[1] == event.event_id for e in state.seen):
-                return Result(state, duplicate=True)
+            if self.dedupe_max_ids:
+                event_id = event.event_id
+                for e in state.seen:
+                    if e[1] == event_id:
+                        return Result(state, duplicate=True)
             if ts < state.last_ts - self.lateness_ms:
                 raise InvalidEvent(
                     "late",
@@ -287,13 +318,14 @@ class Processor:
         if step is not None:
             result.matured = step.matured
             if step.alert is not None:
-                result.alerts.append(step.alert)
+                result.alerts = [step.alert]
         if not found:
             return result
         scores = step.scores.as_dict() if step is not None else {}
         model_version = self.models.model_version if self.models is not None \
             else self.model_version
         members = sorted(state.segments)
+        result.changes = changes = []
         for ch in found:
             rec: dict[str, Any] = {
                 "event_id": change_id(source, user_id, ch.segment, ch.change),
@@ -316,7 +348,7 @@ class Processor:
                     and ch.change == "entered":
                 # what sets the cluster apart, e.g. "discount share 0.71 vs 0.18 overall"
                 rec["reasons"] += self._cluster_reasons(int(ch.segment[8:]))
-            result.changes.append(rec)
+            changes.append(rec)
         result.current = current_record(user_id, state, as_of, self.policy.version)
         return result
 
