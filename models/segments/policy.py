@@ -271,6 +271,22 @@ class SegmentPolicy:
                                              _reasons(rule.exit, features), since=since))
         return changes
 
+    def features(self) -> set[str]:
+        """The feature names the rules read (what a caller must keep up to date)."""
+        out: set[str] = set()
+
+        def walk(cond: Condition) -> None:
+            if isinstance(cond, Comparison):
+                out.add(cond.feature)
+            else:
+                for part in cond.parts:
+                    walk(part)
+
+        for rule in self.rules:
+            walk(rule.enter)
+            walk(rule.exit)
+        return out
+
     def describe(self) -> list[dict[str, Any]]:
         return [{"segment": r.name, "description": r.description,
                  "min_dwell_ms": r.min_dwell_ms} for r in self.rules]

@@ -69,6 +69,56 @@ _DAY = 86_400_000
 _ACTIVITY_SPANS = tuple(d * _DAY for d in (1, 7, 30, 60, 90, 365))
 _ORDER_SPANS = tuple(d * _DAY for d in (30, 60, 90, 365))
 _FIRST_ORDER_SPANS = (30 * _DAY, 90 * _DAY)
+_TEXT = ("text_", "sentiment_", "negative_review_", "complaints_", "quality_", "price_",
+         "logistics_", "service_", "packaging_")
+# Which timer span (days after the last activity / last order / first order) can move a
+# feature; day counts (``recency_days`` ...) can cross any threshold, so all spans.
+_ACTIVITY_DAYS = {"clicks_24h": (1,), "sessions_24h": (1,), "clicks_1h": (1,),
+                  "sessions_1h": (1,), "clicks_7d": (7,), "sessions_7d": (7,),
+                  "reviews_365d": (365,), "avg_rating_365d": (365,),
+                  # a cart counts once its conversion window (a day) has closed
+                  "carts_30d": (1, 30), "cart_abandonment_rate_30d": (1, 30),
+                  "last_seen_days": (1, 7, 30, 60, 90, 365),
+                  "tenure_days": (1, 7, 30, 60, 90, 365)}
+_ORDER_DAYS = {"orders_30d": (30,), "spend_30d": (30,), "orders_90d": (90,),
+               "spend_90d": (90,), "recency_days": (30, 60, 90, 365)}
+_STATIC = {"orders_lifetime", "reviews_lifetime"}
+
+
+def timer_spans(features: set[str] | None
+                ) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+    """The spans after the last activity, last order and first order at which time
+    alone can change one of ``features`` (all spans for None or an unknown name).
+
+    Why: a timer firing costs a full evaluation; a policy that reads no one-day window
+    needs no timer a day after every user's last click.
+
+    >>> [tuple(s // _DAY for s in spans) for spans in timer_spans({"clicks_7d",
+    ...                                                            "recency_days"})]
+    [(7,), (30, 60, 90, 365), ()]
+    """
+    if features is None:
+        return _ACTIVITY_SPANS, _ORDER_SPANS, _FIRST_ORDER_SPANS
+    activity: set[int] = set()
+    orders: set[int] = set()
+    first: set[int] = set()
+    for name in features:
+        if name in _ACTIVITY_DAYS:
+            activity.update(_ACTIVITY_DAYS[name])
+        elif name in _ORDER_DAYS:
+            orders.update(_ORDER_DAYS[name])
+        elif name == "first_order_days":
+            first.update((30, 90))
+        elif name.endswith("_30d"):
+            activity.add(30)  # click, session and cart windows
+        elif name.endswith("_365d") or name.startswith("pay_share_"):
+            orders.add(365)
+        elif name.startswith(_TEXT) and name.endswith(("_90d", "_14d")):
+            activity.add(90)
+        elif name not in _STATIC:
+            return _ACTIVITY_SPANS, _ORDER_SPANS, _FIRST_ORDER_SPANS
+    return (tuple(d * _DAY for d in sorted(activity)), tuple(d * _DAY for d in sorted(orders)),
+            tuple(d * _DAY for d in sorted(first)))
 
 
 def _last_order_ts(state: UserState) -> int:
@@ -142,6 +192,13 @@ class Processor:
         self.learn_text = learn_text
         self.models = models
         self._profile_cache: dict[tuple[int, int], list[dict[str, Any]]] = {}
+        # The models read every feature; the rules alone only those they name.
+        self._spans = timer_spans(None if models is not None else policy.features())
+
+    def warm_up(self) -> None:
+        """Load what the first review would otherwise load (the jieba dictionary)."""
+        if self.analyzer is not None:
+            self.analyzer.tokenizer.warm_up()
 
     def process(self, state: UserState | None, event: Event, source: Source) -> Result:
         """Return the new state and outputs; raise ``InvalidEvent('late')`` for late data.
@@ -267,9 +324,10 @@ class Processor:
         if not g:
             return 0
         best = 0
-        for base, spans in ((state.last_ts, _ACTIVITY_SPANS),
-                            (_last_order_ts(state), _ORDER_SPANS),
-                            (state.first_order_ts, _FIRST_ORDER_SPANS)):
+        activity, orders, first = self._spans
+        for base, spans in ((state.last_ts, activity),
+                            (_last_order_ts(state) if orders else 0, orders),
+                            (state.first_order_ts, first)):
             if base <= 0:
                 continue
             for span in spans:

@@ -193,6 +193,7 @@ class Worker:
 
     def run(self, max_batches: int | None = None) -> None:
         """Consume until :meth:`stop` (or ``max_batches``); always leave the group cleanly."""
+        self.processor.warm_up()
         self.consumer.subscribe(list(self._inputs), on_assign=self._on_assign,
                                 on_revoke=self._on_revoke, on_lost=self._on_lost)
         log.info("worker started", extra={"ctx": {
