@@ -194,6 +194,7 @@ class Processor:
         self._profile_cache: dict[tuple[int, int], list[dict[str, Any]]] = {}
         # The models read every feature; the rules alone only those they name.
         self._spans = timer_spans(None if models is not None else policy.features())
+        self._cluster_hold_ms = models.cfg.cluster_min_days * 86_400_000 if models else 0
 
     def warm_up(self) -> None:
         """Load what the first review would otherwise load (the jieba dictionary)."""
@@ -357,8 +358,11 @@ class Processor:
         due = self.next_timer(state, as_of)
         step = None
         if self.models is not None:
+            held = state.cluster
+            # While the held cluster cannot switch, a new assignment is not needed.
+            cluster_due = not held or as_of - held[1] >= self._cluster_hold_ms
             step = user_step(self.models, user_id, features, as_of, state.pending,
-                             state.scored or None, order)
+                             state.scored or None, order, cluster_due)
             state.pending, state.scored = step.pending, step.memo
             features.update(step.scores.features())
             features["cluster"] = float(self._held_cluster(state, step.scores.cluster, as_of))
