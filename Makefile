@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 KAFKA  := deploy/kafka/kafka.sh
 
-.PHONY: setup broker broker-stop topics run test unit integration lint bench clean
+.PHONY: setup broker broker-stop topics run test unit integration lint bench bench-quick clean
 
 setup: $(VENV)/.installed
 
@@ -43,8 +43,13 @@ lint: setup
 	$(BIN)/ruff check streams models tests bench
 	$(BIN)/mypy
 
+## The benchmark suite at the issue's sizes (~30 min; see bench/README.md).
 bench: setup broker
-	KAFKA_BOOTSTRAP_SERVERS=$$($(KAFKA) bootstrap) $(BIN)/python bench/throughput.py
+	KAFKA_BOOTSTRAP_SERVERS=$$($(KAFKA) bootstrap) $(BIN)/python bench/suite.py
+
+## Regression guard (< 1 min): worker/raw ratios against bench/baseline.json.
+bench-quick: setup broker
+	KAFKA_BOOTSTRAP_SERVERS=$$($(KAFKA) bootstrap) $(BIN)/python bench/suite.py --quick
 
 clean:
 	$(KAFKA) stop --wipe || true
