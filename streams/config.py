@@ -150,7 +150,9 @@ class Settings:
     metrics_host: str = "127.0.0.1"
     log_level: str = "INFO"
     log_json: bool = True
-    cache_users: int = 100_000
+    # Decoded user states kept in memory by all the worker's stores together (the rest
+    # lives in RocksDB); a few KiB each.
+    cache_users: int = 50_000
     kafka_security_protocol: str = "PLAINTEXT"
     kafka_sasl_mechanism: str = ""
     kafka_sasl_username: str = ""

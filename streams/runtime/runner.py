@@ -826,7 +826,10 @@ class Worker:
                 for part in new_parts:
                     self.stores[part] = PartitionStore(
                         self._store_path(part),
-                        cache_size=max(100, self.settings.cache_users // 4))
+                        # the decoded-state caches of all stores together stay within
+                        # cache_users (bounded memory however many users exist)
+                        cache_size=max(100, self.settings.cache_users
+                                       // max(1, self.settings.partitions)))
                     self._restore(restorer, part)
                     self.health.restored(part)
             finally:
