@@ -90,6 +90,8 @@ class PartitionStore:
         # (a million users' timers must not cost a million dict entries on top).
         self._recent: dict[str, int] = {}
         self._fired: set[str] = set()
+        self._checked_top: bytes | None = None
+        self._checked_due = 0
         self.cache_size = cache_size
         self._load_timers()
 
@@ -133,11 +135,17 @@ class PartitionStore:
     # ------------------------------------------------------------------ timers
     def next_due(self) -> int | None:
         """The earliest armed timer (``None`` when none)."""
-        while self._timers:
-            due, user = _parse_timer(self._timers[0])
+        timers = self._timers
+        if timers and timers[0] is self._checked_top:
+            # asked once per event: the top entry was validated already (a user's due
+            # moving later leaves it stale, which only costs an empty pop_due)
+            return self._checked_due
+        while timers:
+            due, user = _parse_timer(timers[0])
             if self._due_of(user) == due:
+                self._checked_top, self._checked_due = timers[0], due
                 return due
-            heapq.heappop(self._timers)
+            heapq.heappop(timers)
         return None
 
     def pop_due(self, upto: int) -> list[str]:
