@@ -488,7 +488,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--partitions", type=int, default=6)
     ap.add_argument("--loads", default="2000,10000", help="latency: offered events/s")
     ap.add_argument("--latency-seconds", type=float, default=25.0)
-    ap.add_argument("--latency-config", default="models", choices=sorted(CONFIGS))
+    ap.add_argument("--latency-config", default="rules", choices=sorted(CONFIGS))
     ap.add_argument("--memory-users", default="100000,1000000",
                     help="memory: user counts (inputs: the shared input for its user "
                          "count, else --memory-events-per-user per user)")
