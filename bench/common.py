@@ -257,19 +257,11 @@ def _producer(settings: Settings, **extra: Any) -> Producer:
                      **extra})
 
 
-def produce_all(settings: Settings, records: Iterable[tuple[int, bytes, bytes]]) -> tuple[int,
-                                                                                          float]:
-    """Produce every record as fast as possible; return (count, seconds)."""
+def _produce_records(p: Producer, settings: Settings,
+                     records: Iterable[tuple[int, bytes, bytes]]) -> int:
+    """Produce ``(topic role, key, value)`` records, waiting out a full local queue."""
     topics = settings.topics.inputs
-    errors: list[str] = []
-
-    def on_delivery(err: Any, _msg: Any) -> None:
-        if err is not None:
-            errors.append(err.str())
-
-    p = _producer(settings, on_delivery=on_delivery)
     n = 0
-    t = time.perf_counter()
     for role, key, value in records:
         while True:
             try:
@@ -280,6 +272,21 @@ def produce_all(settings: Settings, records: Iterable[tuple[int, bytes, bytes]])
         n += 1
         if not n % 20_000:
             p.poll(0)
+    return n
+
+
+def produce_all(settings: Settings, records: Iterable[tuple[int, bytes, bytes]]) -> tuple[int,
+                                                                                          float]:
+    """Produce every record as fast as possible; return (count, seconds)."""
+    errors: list[str] = []
+
+    def on_delivery(err: Any, _msg: Any) -> None:
+        if err is not None:
+            errors.append(err.str())
+
+    p = _producer(settings, on_delivery=on_delivery)
+    t = time.perf_counter()
+    n = _produce_records(p, settings, records)
     remaining = p.flush(300)
     if remaining or errors:
         raise SystemExit(f"bench: producing failed: {remaining} unacknowledged, "
@@ -292,22 +299,11 @@ def produce_atomic(settings: Settings, records: Iterable[tuple[int, bytes, bytes
     """Produce every record in one Kafka transaction: ``read_committed`` workers that are
     already running see the whole input at once, when it commits. Returns (count,
     wall clock of the commit as ``time.perf_counter()``)."""
-    topics = settings.topics.inputs
     p = _producer(settings, **{"transactional.id": f"bench-backfill-{uuid.uuid4().hex}",
                                "transaction.timeout.ms": 600_000})
     p.init_transactions(60)
     p.begin_transaction()
-    n = 0
-    for role, key, value in records:
-        while True:
-            try:
-                p.produce(topics[role], key=key, value=value)
-                break
-            except BufferError:
-                p.poll(0.05)
-        n += 1
-        if not n % 20_000:
-            p.poll(0)
+    n = _produce_records(p, settings, records)
     p.commit_transaction(600)
     return n, time.perf_counter()
 
