@@ -31,6 +31,7 @@ from river import forest, linear_model, optim, preprocessing, tree
 
 from models.learn.compiled import Linear, sigmoid
 from models.learn.inputs import ROW_NAMES
+from models.learn.optim import AdaGrad
 
 CHURN_KINDS = ("logistic", "hoeffding", "arf")
 
@@ -49,7 +50,7 @@ class ChurnModel:
         self.scaler = preprocessing.StandardScaler() if scaler is None else scaler
         self.clf: Any
         if kind == "logistic":
-            opt = {"sgd": optim.SGD, "adam": optim.Adam, "adagrad": optim.AdaGrad}[optimizer]
+            opt = {"sgd": optim.SGD, "adam": optim.Adam, "adagrad": AdaGrad}[optimizer]
             self.clf = linear_model.LogisticRegression(optimizer=opt(lr), l2=l2)
         elif kind == "hoeffding":
             self.clf = tree.HoeffdingAdaptiveTreeClassifier(grace_period=100, seed=seed)

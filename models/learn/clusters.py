@@ -208,6 +208,26 @@ class Clusters:
             self.ids.relabel(self.model.centers)
         return self.ids.mapping[raw_id]
 
+    def assign(self, values: list[float], previous: int | None, margin: float = 0.25) -> int:
+        """:meth:`predict_values` then :meth:`sticky`, from one distance computation."""
+        model = self.model
+        if (previous is None or previous < 0 or not isinstance(model, SequentialKMeans)
+                or model.centres is None):
+            return self.sticky(values, self.predict_values(values), previous, margin)
+        d = model.centres - model._z(np.asarray(values, dtype=float))
+        dist = np.einsum("ij,ij->i", d, d)
+        raw_new = int(dist.argmin())
+        mapping = self.ids.mapping
+        if raw_new not in mapping:
+            self.ids.relabel(model.centers)
+        new = mapping[raw_new]
+        if new == previous:
+            return new
+        raw_prev = next((raw for raw, stable in mapping.items() if stable == previous), None)
+        if raw_prev is None:
+            return new
+        return previous if dist[raw_prev] <= dist[raw_new] * (1 + margin) ** 2 else new
+
     def sticky(self, values: list[float], new: int, previous: int | None,
                margin: float = 0.25) -> int:
         """Keep a user in ``previous`` unless ``new``'s centre is clearly closer.

@@ -50,11 +50,13 @@ class Step:
 
 def user_step(suite: ModelSuite, user_id: str, features: Mapping[str, float | None],
               as_of: int, pending: Pending, memo: list[Any] | None,
-              order: tuple[int, float] | None = None) -> Step:
+              order: tuple[int, float] | None = None, cluster_due: bool = True) -> Step:
     """Labels, scoring and the label snapshot for one user at ``as_of``.
 
     ``order`` is ``(order_ts, amount)`` for a purchase event (placed, paid or delivered
     and not cancelled; the amount the value model should learn), else None.
+    ``cluster_due`` False says the caller's cluster segment cannot switch now (see
+    :meth:`ModelSuite.score`).
     """
     cfg = suite.cfg
     matured: list[Example] = []
@@ -63,7 +65,7 @@ def user_step(suite: ModelSuite, user_id: str, features: Mapping[str, float | No
         matured += found
     pending, found = on_watermark(pending, as_of, cfg)
     matured += found
-    scores = suite.tick(user_id, features, as_of, memo or None)
+    scores = suite.tick(user_id, features, as_of, memo or None, cluster_due)
     idle = features.get("last_seen_days") or 0.0
     if scores.rescored and idle <= cfg.snapshot_idle_days:
         pending = add_snapshot(pending, as_of, scores.memo[M_X:], cfg)

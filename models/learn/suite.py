@@ -116,7 +116,7 @@ class ModelSuite:
 
     # --- scoring --------------------------------------------------------------------
     def tick(self, user_id: str, features: Mapping[str, float | None], as_of: int,
-             last_scored: list[Any] | None) -> Scores:
+             last_scored: list[Any] | None, cluster_due: bool = True) -> Scores:
         """Score the user unless debounced; ``last_scored`` is the memo kept on the state.
 
         Rescored when never scored, when ``max_staleness`` has passed, or when at least
@@ -128,10 +128,15 @@ class ModelSuite:
         if last_scored and as_of - last_scored[M_AT] < self.cfg.max_staleness_ms and (
                 not changed_materially(last_scored[M_X:], x, self.cfg.materiality)):
             return _from_memo(last_scored)
-        return self.score(x, as_of, last_scored)
+        return self.score(x, as_of, last_scored, cluster_due)
 
-    def score(self, x: Compact, as_of: int, last_scored: list[Any] | None) -> Scores:
+    def score(self, x: Compact, as_of: int, last_scored: list[Any] | None,
+              cluster_due: bool = True) -> Scores:
         """Score compact inputs now (no debouncing).
+
+        With ``cluster_due`` False (the caller holds the user's cluster segment for a
+        while, so a new assignment could not change it yet) the memo's cluster is kept
+        instead of being predicted again.
 
         The clusters learn from a sample: at most one scoring per user and day, and of
         those every ``cluster_learn_every``-th. A user scored hourly should not pull the
@@ -157,11 +162,14 @@ class ModelSuite:
                 if self.learned["clusters"] % DESCRIBE_EVERY == 0:
                     self.clusters.describe(c, x)
                 self.learned["clusters"] += 1
-        if c < 0:
-            c = self.clusters.predict_values(values)
-        c = self.clusters.sticky(values, c, last_scored[M_CLUSTER] if last_scored else None,
-                                  self.cfg.cluster_margin)
-        self.clusters.move(last_scored[M_CLUSTER] if last_scored else None, c)
+        prev = last_scored[M_CLUSTER] if last_scored else None
+        if c >= 0:
+            c = self.clusters.sticky(values, c, prev, cfg.cluster_margin)
+        elif cluster_due or prev is None or prev < 0:
+            c = self.clusters.assign(values, prev, cfg.cluster_margin)
+        else:
+            c = prev
+        self.clusters.move(prev, c)
         for m in MODELS:
             self.scored[m] += 1
         top: list[dict[str, Any]] = []

@@ -25,10 +25,11 @@ from __future__ import annotations
 import math
 from bisect import bisect_left, bisect_right
 
-from river import linear_model, optim, preprocessing
+from river import linear_model, preprocessing
 
 from models.learn.compiled import Linear
 from models.learn.inputs import ROW_NAMES
+from models.learn.optim import AdaGrad
 
 RESORT_EVERY = 256
 MAX_LOG_SPEND = 15.0  # predictions are capped at about 3.3 million
@@ -42,7 +43,7 @@ class ValueModel:
         # The suite passes one scaler shared with the churn model and learns it itself.
         self.owns_scaler = scaler is None
         self.scaler = preprocessing.StandardScaler() if scaler is None else scaler
-        self.reg = linear_model.LinearRegression(optimizer=optim.AdaGrad(lr), l2=1e-4)
+        self.reg = linear_model.LinearRegression(optimizer=AdaGrad(lr), l2=1e-4)
         self.reference = reference
         self._ring: list[float] = []
         self._next = 0

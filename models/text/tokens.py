@@ -84,6 +84,11 @@ class Tokenizer:
             self._jieba = seg
         return self._jieba
 
+    def warm_up(self) -> None:
+        """Load the jieba dictionary now (a worker does it before joining its group, so
+        the first batch does not stall for it)."""
+        self._segmenter()
+
     def clauses(self, text: str, lang: str) -> list[tuple[str, list[str]]]:
         """``(clause text, clause tokens)`` pairs; Chinese is segmented once for the whole
         text and cut at punctuation and contrast words (one jieba call, not one per clause).

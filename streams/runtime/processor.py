@@ -8,9 +8,8 @@ state: the caller hands in the user's state and gets back the outputs to publish
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -27,37 +26,99 @@ from streams.features.update import FeatureConfig, apply_enrichment, update
 from streams.features.vector import vector
 
 
-@dataclass(frozen=True, slots=True)
-class Source:
-    """Where an input came from; part of every output's deterministic id."""
+class Source(NamedTuple):
+    """Where an input came from; part of every output's deterministic id.
+
+    A named tuple rather than a frozen dataclass: one is built per event, and a frozen
+    dataclass pays an ``object.__setattr__`` per field.
+    """
 
     topic: str
     partition: int
     offset: int
 
 
-@dataclass(slots=True)
+_NONE: list[Any] = []  # shared empty default of Result lists; never mutated
+
+
 class Result:
     """The outputs of one event: change records (``segments.changes``) and, when the
     membership changed, the user's new current record (``segments.current``).
 
     ``duplicate`` marks an event whose id the user's state has already seen: nothing
-    changed and nothing is to be published.
+    changed and nothing is to be published. ``alerts`` are churn alerts to publish and
+    ``matured`` the label examples for the models to learn.
+
+    A plain slotted class: one is built per event, and most carry empty lists, which
+    share one (never mutated) list instead of allocating three.
     """
 
-    state: UserState
-    changes: list[dict[str, Any]] = field(default_factory=list)
-    current: dict[str, Any] | None = None
-    duplicate: bool = False
-    # churn alerts to publish and label examples that matured (for the models to learn)
-    alerts: list[dict[str, Any]] = field(default_factory=list)
-    matured: list[Any] = field(default_factory=list)
+    __slots__ = ("alerts", "changes", "current", "duplicate", "matured", "state")
+
+    def __init__(self, state: UserState, *, duplicate: bool = False,
+                 matured: list[Any] = _NONE) -> None:
+        self.state = state
+        self.changes: list[dict[str, Any]] = _NONE
+        self.current: dict[str, Any] | None = None
+        self.duplicate = duplicate
+        self.alerts: list[dict[str, Any]] = _NONE
+        self.matured = matured
 
 
 _DAY = 86_400_000
 _ACTIVITY_SPANS = tuple(d * _DAY for d in (1, 7, 30, 60, 90, 365))
 _ORDER_SPANS = tuple(d * _DAY for d in (30, 60, 90, 365))
 _FIRST_ORDER_SPANS = (30 * _DAY, 90 * _DAY)
+_TEXT = ("text_", "sentiment_", "negative_review_", "complaints_", "quality_", "price_",
+         "logistics_", "service_", "packaging_")
+# Which timer span (days after the last activity / last order / first order) can move a
+# feature; day counts (``recency_days`` ...) can cross any threshold, so all spans.
+_ACTIVITY_DAYS = {"clicks_24h": (1,), "sessions_24h": (1,), "clicks_1h": (1,),
+                  "sessions_1h": (1,), "clicks_7d": (7,), "sessions_7d": (7,),
+                  "reviews_365d": (365,), "avg_rating_365d": (365,),
+                  # a cart counts once its conversion window (a day) has closed
+                  "carts_30d": (1, 30), "cart_abandonment_rate_30d": (1, 30),
+                  "last_seen_days": (1, 7, 30, 60, 90, 365),
+                  "tenure_days": (1, 7, 30, 60, 90, 365)}
+_ORDER_DAYS = {"orders_30d": (30,), "spend_30d": (30,), "orders_90d": (90,),
+               "spend_90d": (90,), "recency_days": (30, 60, 90, 365)}
+_STATIC = {"orders_lifetime", "reviews_lifetime"}
+
+
+def timer_spans(features: set[str] | None
+                ) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+    """The spans after the last activity, last order and first order at which time
+    alone can change one of ``features`` (all spans for None or an unknown name).
+
+    Why: a timer firing costs a full evaluation; a policy that reads no one-day window
+    needs no timer a day after every user's last click.
+
+    >>> [tuple(s // _DAY for s in spans) for spans in timer_spans({"clicks_7d",
+    ...                                                            "recency_days"})]
+    [(7,), (30, 60, 90, 365), ()]
+    """
+    if features is None:
+        return _ACTIVITY_SPANS, _ORDER_SPANS, _FIRST_ORDER_SPANS
+    activity: set[int] = set()
+    orders: set[int] = set()
+    first: set[int] = set()
+    for name in features:
+        if name in _ACTIVITY_DAYS:
+            activity.update(_ACTIVITY_DAYS[name])
+        elif name in _ORDER_DAYS:
+            orders.update(_ORDER_DAYS[name])
+        elif name == "first_order_days":
+            first.update((30, 90))
+        elif name.endswith("_30d"):
+            activity.add(30)  # click, session and cart windows
+        elif name.endswith("_365d") or name.startswith("pay_share_"):
+            orders.add(365)
+        elif name.startswith(_TEXT) and name.endswith(("_90d", "_14d")):
+            activity.add(90)
+        elif name not in _STATIC:
+            return _ACTIVITY_SPANS, _ORDER_SPANS, _FIRST_ORDER_SPANS
+    return (tuple(d * _DAY for d in sorted(activity)), tuple(d * _DAY for d in sorted(orders)),
+            tuple(d * _DAY for d in sorted(first)))
 
 
 def _last_order_ts(state: UserState) -> int:
@@ -66,9 +127,26 @@ def _last_order_ts(state: UserState) -> int:
     return max(o[O_FIRST_TS] for o in state.orders.values())
 
 
+_DAY_PREFIX: dict[int, str] = {}
+
+
 def iso(ms: int) -> str:
-    dt = datetime.fromtimestamp(ms / 1000, tz=UTC)
-    return dt.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """``2026-12-05T01:02:03.004Z``; the date part is memoised per day (hot for changes).
+
+    >>> iso(0), iso(86_399_999)
+    ('1970-01-01T00:00:00.000Z', '1970-01-01T23:59:59.999Z')
+    """
+    day, rest = divmod(ms, _DAY)
+    prefix = _DAY_PREFIX.get(day)
+    if prefix is None:
+        if len(_DAY_PREFIX) > 4096:
+            _DAY_PREFIX.clear()
+        prefix = _DAY_PREFIX[day] = datetime.fromtimestamp(day * 86_400, tz=UTC).strftime(
+            "%Y-%m-%dT")
+    sec, milli = divmod(rest, 1000)
+    h, sec = divmod(sec, 3600)
+    m, sec = divmod(sec, 60)
+    return f"{prefix}{h:02d}:{m:02d}:{sec:02d}.{milli:03d}Z"
 
 
 def change_id(source: Source, user_id: str, segment: str, change: str) -> str:
@@ -114,6 +192,14 @@ class Processor:
         self.learn_text = learn_text
         self.models = models
         self._profile_cache: dict[tuple[int, int], list[dict[str, Any]]] = {}
+        # The models read every feature; the rules alone only those they name.
+        self._spans = timer_spans(None if models is not None else policy.features())
+        self._cluster_hold_ms = models.cfg.cluster_min_days * 86_400_000 if models else 0
+
+    def warm_up(self) -> None:
+        """Load what the first review would otherwise load (the jieba dictionary)."""
+        if self.analyzer is not None:
+            self.analyzer.tokenizer.warm_up()
 
     def process(self, state: UserState | None, event: Event, source: Source) -> Result:
         """Return the new state and outputs; raise ``InvalidEvent('late')`` for late data.
@@ -123,8 +209,11 @@ class Processor:
         """
         ts = event.ts_ms
         if state is not None:
-            if self.dedupe_max_ids and any(e[1] == event.event_id for e in state.seen):
-                return Result(state, duplicate=True)
+            if self.dedupe_max_ids:
+                event_id = event.event_id
+                for e in state.seen:
+                    if e[1] == event_id:
+                        return Result(state, duplicate=True)
             if ts < state.last_ts - self.lateness_ms:
                 raise InvalidEvent(
                     "late",
@@ -236,9 +325,10 @@ class Processor:
         if not g:
             return 0
         best = 0
-        for base, spans in ((state.last_ts, _ACTIVITY_SPANS),
-                            (_last_order_ts(state), _ORDER_SPANS),
-                            (state.first_order_ts, _FIRST_ORDER_SPANS)):
+        activity, orders, first = self._spans
+        for base, spans in ((state.last_ts, activity),
+                            (_last_order_ts(state) if orders else 0, orders),
+                            (state.first_order_ts, first)):
             if base <= 0:
                 continue
             for span in spans:
@@ -268,8 +358,11 @@ class Processor:
         due = self.next_timer(state, as_of)
         step = None
         if self.models is not None:
+            held = state.cluster
+            # While the held cluster cannot switch, a new assignment is not needed.
+            cluster_due = not held or as_of - held[1] >= self._cluster_hold_ms
             step = user_step(self.models, user_id, features, as_of, state.pending,
-                             state.scored or None, order)
+                             state.scored or None, order, cluster_due)
             state.pending, state.scored = step.pending, step.memo
             features.update(step.scores.features())
             features["cluster"] = float(self._held_cluster(state, step.scores.cluster, as_of))
@@ -287,13 +380,14 @@ class Processor:
         if step is not None:
             result.matured = step.matured
             if step.alert is not None:
-                result.alerts.append(step.alert)
+                result.alerts = [step.alert]
         if not found:
             return result
         scores = step.scores.as_dict() if step is not None else {}
         model_version = self.models.model_version if self.models is not None \
             else self.model_version
         members = sorted(state.segments)
+        result.changes = changes = []
         for ch in found:
             rec: dict[str, Any] = {
                 "event_id": change_id(source, user_id, ch.segment, ch.change),
@@ -316,7 +410,7 @@ class Processor:
                     and ch.change == "entered":
                 # what sets the cluster apart, e.g. "discount share 0.71 vs 0.18 overall"
                 rec["reasons"] += self._cluster_reasons(int(ch.segment[8:]))
-            result.changes.append(rec)
+            changes.append(rec)
         result.current = current_record(user_id, state, as_of, self.policy.version)
         return result
 

@@ -41,6 +41,10 @@ def _timer_key(due: int, user_id: str) -> bytes:
     return _TIMER + b"%016d:" % due + user_id.encode()
 
 
+def _parse_timer(key: bytes) -> tuple[int, str]:
+    return int(key[2:18]), key[19:].decode()
+
+
 class PartitionStore:
     """State of the users of one partition number.
 
@@ -78,8 +82,16 @@ class PartitionStore:
         # timer_due as last written to RocksDB, for users loaded or written since open
         self._stored_due: dict[str, int] = {}
         self._staged: list[tuple[str, bytes | None]] = []
-        self._timers: list[tuple[int, str]] = []  # min-heap, lazily invalidated
-        self._armed: dict[str, int] = {}  # last due pushed per user (skips re-pushes)
+        # min-heap of timer keys (b't:<due, 16 digits>:<user>', ordered as (due, user)),
+        # lazily invalidated; one bytes object per armed user keeps a million timers small
+        self._timers: list[bytes] = []
+        # Pushed since the last flush, and popped for firing: with ``_stored_due`` they
+        # say when a put needs a new heap entry, without a per-user map of every timer
+        # (a million users' timers must not cost a million dict entries on top).
+        self._recent: dict[str, int] = {}
+        self._fired: set[str] = set()
+        self._checked_top: bytes | None = None
+        self._checked_due = 0
         self.cache_size = cache_size
         self._load_timers()
 
@@ -106,9 +118,12 @@ class PartitionStore:
         self._cache.move_to_end(user_id)
         self._dirty.add(user_id)
         self._deleted.discard(user_id)
-        if state.timer_due and self._armed.get(user_id) != state.timer_due:
-            self._armed[user_id] = state.timer_due
-            heapq.heappush(self._timers, (state.timer_due, user_id))
+        due = state.timer_due
+        if due and self._recent.get(user_id) != due and (
+                due != self._stored_due.get(user_id) or user_id in self._fired):
+            self._recent[user_id] = due
+            self._fired.discard(user_id)
+            heapq.heappush(self._timers, _timer_key(due, user_id))
 
     def delete(self, user_id: str) -> None:
         if user_id not in self._stored_due:
@@ -120,11 +135,17 @@ class PartitionStore:
     # ------------------------------------------------------------------ timers
     def next_due(self) -> int | None:
         """The earliest armed timer (``None`` when none)."""
-        while self._timers:
-            due, user = self._timers[0]
+        timers = self._timers
+        if timers and timers[0] is self._checked_top:
+            # asked once per event: the top entry was validated already (a user's due
+            # moving later leaves it stale, which only costs an empty pop_due)
+            return self._checked_due
+        while timers:
+            due, user = _parse_timer(timers[0])
             if self._due_of(user) == due:
+                self._checked_top, self._checked_due = timers[0], due
                 return due
-            heapq.heappop(self._timers)
+            heapq.heappop(timers)
         return None
 
     def pop_due(self, upto: int) -> list[str]:
@@ -134,13 +155,15 @@ class PartitionStore:
         """
         out: list[str] = []
         seen: set[str] = set()
-        while self._timers and self._timers[0][0] <= upto:
-            due, user = heapq.heappop(self._timers)
-            if self._armed.get(user) == due:
-                del self._armed[user]
+        bound = _timer_key(upto + 1, "")
+        while self._timers and self._timers[0] < bound:
+            due, user = _parse_timer(heapq.heappop(self._timers))
             if user not in seen and self._due_of(user) == due:
                 out.append(user)
                 seen.add(user)
+                self._fired.add(user)  # its heap entry is gone: the next put re-arms
+                if self._recent.get(user) == due:
+                    del self._recent[user]
         return out
 
     def _due_of(self, user_id: str) -> int:
@@ -149,8 +172,7 @@ class PartitionStore:
 
     def _load_timers(self) -> None:
         for k, _ in self._scan(_TIMER):
-            due_s, _, user = k[len(_TIMER):].partition(b":")
-            self._timers.append((int(due_s), user.decode()))
+            self._timers.append(k)
         heapq.heapify(self._timers)
 
     # ---------------------------------------------------------------- offsets
@@ -225,6 +247,7 @@ class PartitionStore:
         self._staged = []
         self._dirty.clear()
         self._deleted.clear()
+        self._recent.clear()
         while len(self._cache) > self.cache_size:
             user, _ = self._cache.popitem(last=False)
             self._stored_due.pop(user, None)
@@ -244,7 +267,8 @@ class PartitionStore:
         self._deleted.clear()
         self._staged = []
         self._timers = []
-        self._armed.clear()
+        self._recent.clear()
+        self._fired.clear()
         self._load_timers()
         return n
 
@@ -270,7 +294,8 @@ class PartitionStore:
         self._deleted.clear()
         self._stored_due.clear()
         self._timers = []
-        self._armed.clear()
+        self._recent.clear()
+        self._fired.clear()
 
     # ------------------------------------------------------------------ misc
     def users(self) -> int:

@@ -127,3 +127,22 @@ def test_parse_ts_accepts_offsets_and_epoch_ms():
     assert parse_ts(1323431400000) == parse_ts("2011-12-09T11:50:00Z")
     with pytest.raises(ValueError):
         parse_ts(-5)
+
+
+def test_typed_fast_path_agrees_with_the_general_path(decoder):
+    """The per-topic one-pass decoder and the general path give equal structs."""
+    from streams.sim.generator import generate
+
+    sim = generate(50, 3000, seed=3, end_ms=NOW - 60_000)
+    topic = {"click": "shop.clicks", "order": "shop.orders", "review": "shop.reviews"}
+    n = 0
+    for ev in sim.events():
+        raw = orjson.dumps(ev)
+        fast = decoder.decode_value(topic[ev["type"]], raw, NOW)
+        general = decoder.decode_value("not-an-input-topic", raw, NOW)
+        assert fast == general
+        n += 1
+    assert n == 3000
+    # a missing type is implied by the topic on both paths
+    raw = orjson.dumps({k: v for k, v in click().items() if k != "type"})
+    assert isinstance(decoder.decode_value("shop.clicks", raw, NOW), ClickEvent)
