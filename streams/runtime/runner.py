@@ -152,7 +152,11 @@ class Worker:
         self._paused: set[tuple[str, int]] = set()
         self._uncommitted: dict[tuple[str, int], int] = {}
         self._assigned: set[tuple[str, int]] = set()
-        self._queried_hi: dict[tuple[str, int], int] = {}
+        # (low, high) watermarks asked of the broker for partitions not fetched yet
+        self._queried: dict[tuple[str, int], tuple[int, int]] = {}
+        # Assigned, and nothing fetched from it since: its cached watermark may be from an
+        # earlier assignment (librdkafka keeps it), so the broker is asked instead.
+        self._unfetched: set[tuple[str, int]] = set()
         self._members: dict[int, Counter[str]] = {}
         self._last_punctuation = time.monotonic()
         self._last_commit = time.monotonic()
@@ -248,6 +252,7 @@ class Worker:
                     tp = TopicPartition(cast(str, msg.topic()), cast(int, msg.partition()))
                     hi = self.consumer.get_watermark_offsets(tp, cached=True)[1]
                     self._eof[(tp.topic, tp.partition)] = hi
+                    self._unfetched.discard((tp.topic, tp.partition))
                 else:
                     self._consumer_error(err)
                 continue
@@ -256,6 +261,7 @@ class Worker:
             part, offset = cast(int, msg.partition()), cast(int, msg.offset())
             self._consumed[(topic, part)] = offset + 1
             self._eof.pop((topic, part), None)
+            self._unfetched.discard((topic, part))
             try:
                 if topic == erase_topic:
                     req = decode_erase(msg.value())
@@ -506,19 +512,21 @@ class Worker:
             # EOF holds while the log has not grown since; a larger watermark means new
             # data is already on its way to this consumer.
             return hi < 0 or hi <= eof_hi
-        if hi < 0:
+        if hi < 0 or key in self._unfetched:
             # Nothing fetched from it yet (e.g. just assigned): ask the broker once rather
             # than let the idle timeout release its siblings without it, which would
-            # make the event-time order depend on fetch timing.
-            hi = self._queried_hi.get(key, -1)
-            if hi < 0 and key not in self._queried_hi:
-                self._queried_hi[key] = -1
+            # make the event-time order depend on fetch timing. A partition assigned
+            # again still has the watermark cached from its earlier assignment (e.g. 0,
+            # from before any data existed), which would make it look caught up and
+            # release its siblings ahead of it: their older events would turn late.
+            if key not in self._queried:
+                self._queried[key] = (-1, -1)
                 try:
-                    lo, hi = self.consumer.get_watermark_offsets(
+                    self._queried[key] = self.consumer.get_watermark_offsets(
                         TopicPartition(topic, part), timeout=5, cached=False)
                 except KafkaException:
                     return None
-                self._queried_hi[key] = hi
+            lo, hi = self._queried[key]
             if hi < 0:
                 return None
         pos = self._consumed.get(key, self._start.get(key, lo))
@@ -723,7 +731,7 @@ class Worker:
         self.aligner.drop(parts)
         self._consumed.clear()
         self._eof.clear()
-        self._queried_hi.clear()
+        self._queried.clear()
         if self._paused:
             self.consumer.resume([TopicPartition(t, p) for t, p in self._paused])
             self._paused.clear()
@@ -849,6 +857,11 @@ class Worker:
         else:
             consumer.assign(partitions)
         self._assigned.update((tp.topic, tp.partition) for tp in partitions)
+        for tp in partitions:
+            key = (tp.topic, tp.partition)
+            self._unfetched.add(key)
+            self._eof.pop(key, None)
+            self._queried.pop(key, None)
         self.metrics.assigned.set(len(self._assigned))
         self._update_store_gauge()
         log.info("partitions assigned", extra={"ctx": {
@@ -937,6 +950,7 @@ class Worker:
 
     def _release(self, partitions: list[TopicPartition]) -> None:
         self._assigned.difference_update((tp.topic, tp.partition) for tp in partitions)
+        self._unfetched.difference_update((tp.topic, tp.partition) for tp in partitions)
         still = {p for _, p in self._assigned}
         gone = {tp.partition for tp in partitions} - still
         self._close_stores(gone)
@@ -955,7 +969,7 @@ class Worker:
         self.aligner.drop(parts)
         self._paused = {k for k in self._paused if k[1] not in parts}
         for positions in (self._consumed, self._eof, self._start, self._uncommitted,
-                          self._queried_hi):
+                          self._queried):
             for key in [k for k in positions if k[1] in parts]:
                 del positions[key]
         for p in parts:
