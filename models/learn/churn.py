@@ -67,11 +67,14 @@ class ChurnModel:
         """:meth:`predict` on :func:`~models.learn.inputs.transform_values` output (fast)."""
         if self.kind != "logistic":
             return self.predict(dict(zip(ROW_NAMES, values, strict=True)))
+        return sigmoid(self._folded().raw(values))
+
+    def _folded(self) -> Linear:
         fast = self._fast
         if fast is None:
             fast = self._fast = Linear.fold(self.scaler, self.clf.weights, self.clf.intercept,
                                             ROW_NAMES)
-        return sigmoid(fast.raw(values))
+        return fast
 
     def learn(self, row: dict[str, float], y: int) -> None:
         """Learn one example (and the scaler, unless it is shared)."""
@@ -98,6 +101,16 @@ class ChurnModel:
         xs = self.scaler.transform_one(row)
         contrib = [(weights.get(k, 0.0) * v, k) for k, v in xs.items()]
         contrib.sort(reverse=True)
+        return [{"feature": k, "contribution": round(c, 4)} for c, k in contrib[:top] if c > 0]
+
+    def contributions_values(self, values: list[float], top: int = 3
+                             ) -> list[dict[str, Any]]:
+        """:meth:`contributions` on :func:`~models.learn.inputs.transform_values` output,
+        from the folded weights (no scaler call: it runs on every churn alert)."""
+        if self.kind != "logistic":
+            return []
+        contrib = sorted(zip(self._folded().terms(values), ROW_NAMES, strict=True),
+                         reverse=True)
         return [{"feature": k, "contribution": round(c, 4)} for c, k in contrib[:top] if c > 0]
 
 

