@@ -29,6 +29,9 @@ def consumer_config(settings: Settings, **extra: Any) -> dict[str, Any]:
         "max.poll.interval.ms": 300_000,
         "statistics.interval.ms": 5_000,
         "fetch.wait.max.ms": 100,
+        # Prefetched messages held by librdkafka (default 64 MiB): a backlog otherwise
+        # parks that much in the worker's memory; 16 MiB is still thousands of batches.
+        "queued.max.messages.kbytes": 16_384,
         # End-of-partition events tell the event-time alignment that a topic is caught up.
         "enable.partition.eof": True,
     })

@@ -62,7 +62,7 @@ from streams.metrics import ModelMetrics, WorkerMetrics
 from streams.runtime.align import NO_TS, Aligner
 from streams.runtime.changelog import restore_partition
 from streams.runtime.processor import Processor, Result, Source, dumps, iso
-from streams.runtime.store import PartitionStore
+from streams.runtime.store import PartitionStore, memtable_budget
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +124,7 @@ class Worker:
         self.transactional_id = (settings.transactional_id
                                  or f"{settings.group_id}-{self.owner}")
         self.stores: dict[int, PartitionStore] = {}
+        self._write_buffers = memtable_budget(settings.state_memtable_mb)
         self._stop = threading.Event()
         self._delivery_errors: list[str] = []
         self._acked: dict[str, int] = {}
@@ -837,7 +838,8 @@ class Worker:
                         # the decoded-state caches of all stores together stay within
                         # cache_users (bounded memory however many users exist)
                         cache_size=max(100, self.settings.cache_users
-                                       // max(1, self.settings.partitions)))
+                                       // max(1, self.settings.partitions)),
+                        write_buffers=self._write_buffers)
                     self._restore(restorer, part)
                     self.health.restored(part)
             finally:

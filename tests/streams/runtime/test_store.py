@@ -44,3 +44,27 @@ def test_delete_and_cache_eviction(tmp_path):
     reopened = PartitionStore(tmp_path / "p0")
     assert reopened.get("u5") is None and reopened.get("u6").events == 6
     reopened.close()
+
+
+def test_stores_share_one_memtable_budget(tmp_path):
+    from streams.runtime.store import memtable_budget
+
+    budget = memtable_budget(4)
+    stores = [PartitionStore(tmp_path / f"p{i}", cache_size=100, write_buffers=budget)
+              for i in range(3)]
+    big = {f"segment_{j}": [j, j] for j in range(40)}  # ~1 KiB encoded per state
+    peak = 0
+    for i in range(24_000):
+        store = stores[i % 3]
+        store.put(f"u{i}", UserState(events=i, last_ts=i, segments=dict(big)))
+        if i % 1_000 == 999:
+            for s in stores:
+                s.flush({"t": i})
+            peak = max(peak, budget.get_usage())
+    # ~25 MiB written: the memtables of all three stores are counted together and
+    # flushed to disk around the budget instead of growing to 64 MiB each
+    assert 0 < peak <= 8 << 20, peak
+    for i in (0, 11_999, 23_999):
+        assert stores[i % 3].get(f"u{i}").events == i
+    for s in stores:
+        s.close()
