@@ -65,8 +65,10 @@ def worker(ctx: click.Context, max_batches: int | None) -> None:
     from streams.kafka.clients import admin
     from streams.kafka.topics import check_inputs, configure_group
     from streams.runtime.app import build_worker
+    from streams.runtime.memory import limit_malloc_arenas
 
     s = _settings(ctx)
+    limit_malloc_arenas(s.malloc_arenas)  # before any Kafka or RocksDB thread starts
     if s.group_protocol == "classic" and s.processing_guarantee == "exactly_once":
         log.warning("SEGSTREAM_GROUP_PROTOCOL=classic: exactly-once failover between "
                     "workers is tested in CI with the consumer (KIP-848) protocol; use "
