@@ -172,7 +172,9 @@ def section_latency(bench: Bench, sim: Sim, raw: float, loads: list[int], second
     rows = []
     for load in loads:
         name = f"lat{load}"
-        env = bench.env(name, **config_env(config, "exactly_once"))
+        metrics_port = _free_port()
+        env = bench.env(name, **config_env(config, "exactly_once"),
+                        SEGSTREAM_METRICS_PORT=str(metrics_port))
         settings = bench.settings(env)
         d = bench.dir(name)
         warm = sim.records[:warmup]
@@ -208,6 +210,7 @@ def section_latency(bench: Bench, sim: Sim, raw: float, loads: list[int], second
             time.sleep(1.0)  # the last transaction's changes reach the reader
             reader.stop()
             proc.sample(0)
+            parts = worker_timings(metrics_port)
         finally:
             try:
                 proc.stop()
@@ -233,7 +236,8 @@ def section_latency(bench: Bench, sim: Sim, raw: float, loads: list[int], second
              "backlog_at_end_of_load": backlog_at_end,
              "drain_s_after_load": round(drained - reader.started - elapsed, 2),
              "timestamp_types": sorted(producer.ts_types), "config": config,
-             "guarantee": "exactly_once", "peak_rss_bytes": proc.peak_rss}
+             "guarantee": "exactly_once", "peak_rss_bytes": proc.peak_rss,
+             "worker_timings": parts}
         if producer.ts_types != {2}:
             r["warning"] = ("delivery reports did not carry LogAppendTime (type 2); "
                             "latencies are relative to the producer's create time")
@@ -246,7 +250,67 @@ def section_latency(bench: Bench, sim: Sim, raw: float, loads: list[int], second
           f"({config}, exactly_once, worker subprocess)",
           ["offered/s", "achieved/s", "ach.", "p50 ms", "p99 ms", "p99.9 ms", "max ms",
            "changes", "backlog"], rows)
+    # Where the time goes, from the worker's own histograms over the whole run: a
+    # change becomes visible when its transaction commits, so it waits for the commit
+    # interval and then for the transaction itself.
+    trows = []
+    for load, r in out.items():
+        t = r.get("worker_timings") or {}
+        trows.append([f"{int(load):,}"] + [
+            f"{t[k]:.0f}" if isinstance(t.get(k), float) else "-"
+            for k in ("transaction_mean_ms", "transaction_p99_ms", "commit_mean_ms",
+                      "commit_p99_ms", "batch_mean")] + [f"{t.get('transactions', 0):,}"])
+    table("worker timings during the latency runs (segstream_transaction_seconds: flush "
+          "+ send offsets + commit; segstream_commit_seconds: the whole commit step)",
+          ["offered/s", "txn mean ms", "txn p99 ms", "commit mean ms", "commit p99 ms",
+           "batch mean", "transactions"], trows)
     return out
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def worker_timings(port: int) -> dict[str, Any]:
+    """Mean and p99 (bucket bound) of the worker's transaction and commit histograms."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+            text = resp.read().decode()
+    except OSError as exc:
+        log(f"  note: worker metrics not scraped ({exc})")
+        return {}
+    hist: dict[str, dict[str, Any]] = {}
+    for fam in text_string_to_metric_families(text):
+        for smp in fam.samples:
+            h = hist.setdefault(fam.name, {"buckets": []})
+            if smp.name.endswith("_bucket"):
+                h["buckets"].append((float(smp.labels["le"]), smp.value))
+            elif smp.name.endswith("_sum"):
+                h["sum"] = smp.value
+            elif smp.name.endswith("_count"):
+                h["count"] = smp.value
+
+    def summary(name: str, scale: float) -> tuple[float | None, float | None, int]:
+        h = hist.get(name)
+        if not h or not h.get("count"):
+            return None, None, 0
+        n = h["count"]
+        p99 = next((le for le, c in sorted(h["buckets"]) if c >= 0.99 * n), math.inf)
+        return h["sum"] / n * scale, p99 * scale, int(n)
+
+    t_mean, t_p99, t_n = summary("segstream_transaction_seconds", 1000)
+    c_mean, c_p99, _ = summary("segstream_commit_seconds", 1000)
+    b_mean, _, _ = summary("segstream_batch_size", 1)
+    return {"transaction_mean_ms": t_mean, "transaction_p99_ms": t_p99, "transactions": t_n,
+            "commit_mean_ms": c_mean, "commit_p99_ms": c_p99, "batch_mean": b_mean}
 
 
 class ChangeReader:
