@@ -110,7 +110,8 @@ def _watermarks(consumer: Consumer, tp: TopicPartition, wait_s: float = 60.0) ->
             if time.monotonic() > deadline or not (
                     err.retriable() or err.code() in (KafkaError._UNKNOWN_PARTITION,
                                                       KafkaError.UNKNOWN_TOPIC_OR_PART,
-                                                      KafkaError.LEADER_NOT_AVAILABLE)):
+                                                      KafkaError.LEADER_NOT_AVAILABLE,
+                                                      KafkaError.NOT_LEADER_FOR_PARTITION)):
                 raise KafkaIOError(f"cannot read the changelog {tp.topic}[{tp.partition}]: "
                                    f"{err.str()}") from None
             time.sleep(0.5)
