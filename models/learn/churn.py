@@ -99,9 +99,7 @@ class ChurnModel:
             return []
         weights = self.clf.weights
         xs = self.scaler.transform_one(row)
-        contrib = [(weights.get(k, 0.0) * v, k) for k, v in xs.items()]
-        contrib.sort(reverse=True)
-        return [{"feature": k, "contribution": round(c, 4)} for c, k in contrib[:top] if c > 0]
+        return _top_positive([(weights.get(k, 0.0) * v, k) for k, v in xs.items()], top)
 
     def contributions_values(self, values: list[float], top: int = 3
                              ) -> list[dict[str, Any]]:
@@ -109,9 +107,14 @@ class ChurnModel:
         from the folded weights (no scaler call: it runs on every churn alert)."""
         if self.kind != "logistic":
             return []
-        contrib = sorted(zip(self._folded().terms(values), ROW_NAMES, strict=True),
-                         reverse=True)
-        return [{"feature": k, "contribution": round(c, 4)} for c, k in contrib[:top] if c > 0]
+        return _top_positive(list(zip(self._folded().terms(values), ROW_NAMES, strict=True)),
+                             top)
+
+
+def _top_positive(terms: list[tuple[float, str]], top: int) -> list[dict[str, Any]]:
+    """The ``top`` largest positive ``(contribution, feature)`` terms, largest first."""
+    terms.sort(reverse=True)
+    return [{"feature": k, "contribution": round(c, 4)} for c, k in terms[:top] if c > 0]
 
 
 def tier_of(p: float, previous: str | None, *, high: float, medium: float,

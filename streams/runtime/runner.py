@@ -153,11 +153,9 @@ class Worker:
         self._paused: set[tuple[str, int]] = set()
         self._uncommitted: dict[tuple[str, int], int] = {}
         self._assigned: set[tuple[str, int]] = set()
-        # (low, high) watermarks asked of the broker for partitions not fetched yet
+        # (low, high) watermarks asked of the broker for partitions nothing was consumed
+        # from since their assignment
         self._queried: dict[tuple[str, int], tuple[int, int]] = {}
-        # Assigned, and nothing fetched from it since: its cached watermark may be from an
-        # earlier assignment (librdkafka keeps it), so the broker is asked instead.
-        self._unfetched: set[tuple[str, int]] = set()
         self._members: dict[int, Counter[str]] = {}
         self._last_punctuation = time.monotonic()
         self._last_commit = time.monotonic()
@@ -253,16 +251,15 @@ class Worker:
                     tp = TopicPartition(cast(str, msg.topic()), cast(int, msg.partition()))
                     hi = self.consumer.get_watermark_offsets(tp, cached=True)[1]
                     self._eof[(tp.topic, tp.partition)] = hi
-                    self._unfetched.discard((tp.topic, tp.partition))
                 else:
                     self._consumer_error(err)
                 continue
             # A consumed message always has a topic, partition and offset.
             topic = cast(str, msg.topic())
             part, offset = cast(int, msg.partition()), cast(int, msg.offset())
-            self._consumed[(topic, part)] = offset + 1
-            self._eof.pop((topic, part), None)
-            self._unfetched.discard((topic, part))
+            key = (topic, part)
+            self._consumed[key] = offset + 1
+            self._eof.pop(key, None)
             try:
                 if topic == erase_topic:
                     req = decode_erase(msg.value())
@@ -513,8 +510,8 @@ class Worker:
             # EOF holds while the log has not grown since; a larger watermark means new
             # data is already on its way to this consumer.
             return hi < 0 or hi <= eof_hi
-        if hi < 0 or key in self._unfetched:
-            # Nothing fetched from it yet (e.g. just assigned): ask the broker once rather
+        if hi < 0 or key not in self._consumed:
+            # Nothing consumed from it yet (e.g. just assigned): ask the broker once rather
             # than let the idle timeout release its siblings without it, which would
             # make the event-time order depend on fetch timing. A partition assigned
             # again still has the watermark cached from its earlier assignment (e.g. 0,
@@ -859,11 +856,6 @@ class Worker:
         else:
             consumer.assign(partitions)
         self._assigned.update((tp.topic, tp.partition) for tp in partitions)
-        for tp in partitions:
-            key = (tp.topic, tp.partition)
-            self._unfetched.add(key)
-            self._eof.pop(key, None)
-            self._queried.pop(key, None)
         self.metrics.assigned.set(len(self._assigned))
         self._update_store_gauge()
         log.info("partitions assigned", extra={"ctx": {
@@ -951,8 +943,14 @@ class Worker:
             consumer.unassign()
 
     def _release(self, partitions: list[TopicPartition]) -> None:
-        self._assigned.difference_update((tp.topic, tp.partition) for tp in partitions)
-        self._unfetched.difference_update((tp.topic, tp.partition) for tp in partitions)
+        # What was learnt about each released partition's position goes with it: if it
+        # comes back, librdkafka's cached watermark for it may be stale (see _caught_up).
+        for tp in partitions:
+            key = (tp.topic, tp.partition)
+            self._assigned.discard(key)
+            self._consumed.pop(key, None)
+            self._eof.pop(key, None)
+            self._queried.pop(key, None)
         still = {p for _, p in self._assigned}
         gone = {tp.partition for tp in partitions} - still
         self._close_stores(gone)
