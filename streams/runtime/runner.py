@@ -148,7 +148,7 @@ class Worker:
         self._fatal: KafkaError | None = None
         self.aligner = Aligner(self._inputs, settings.align_max_idle_ms)
         self._consumed: dict[tuple[str, int], int] = {}
-        self._eof: dict[tuple[str, int], int] = {}  # end of partition seen, at this watermark
+        self._eof: dict[tuple[str, int], int] = {}  # end of partition seen, at this offset
         self._start: dict[tuple[str, int], int] = {}
         self._paused: set[tuple[str, int]] = set()
         self._uncommitted: dict[tuple[str, int], int] = {}
@@ -248,9 +248,10 @@ class Worker:
             err = msg.error()
             if err is not None:
                 if err.code() == KafkaError._PARTITION_EOF:
-                    tp = TopicPartition(cast(str, msg.topic()), cast(int, msg.partition()))
-                    hi = self.consumer.get_watermark_offsets(tp, cached=True)[1]
-                    self._eof[(tp.topic, tp.partition)] = hi
+                    # the position the end was reached at (the last stable offset), not
+                    # the watermark now: see _caught_up
+                    key = (cast(str, msg.topic()), cast(int, msg.partition()))
+                    self._eof[key] = cast(int, msg.offset())
                 else:
                     self._consumer_error(err)
                 continue
@@ -505,11 +506,18 @@ class Worker:
         """
         key = (topic, part)
         lo, hi = self.consumer.get_watermark_offsets(TopicPartition(topic, part), cached=True)
-        eof_hi = self._eof.get(key)
-        if eof_hi is not None:
-            # EOF holds while the log has not grown since; a larger watermark means new
-            # data is already on its way to this consumer.
-            return hi < 0 or hi <= eof_hi
+        eof_at = self._eof.get(key)
+        if eof_at is not None:
+            if hi < 0 or hi <= eof_at:
+                return True
+            # The high watermark is past where the end was reached: either new data is
+            # on its way, or the log ends in a transaction still open, which
+            # read_committed cannot read past. Such a transaction may commit a moment
+            # later (its markers reach the partitions one by one, so a sibling's share
+            # can already be visible) or stay open up to the producer's transaction
+            # timeout; either way wait at most max_idle_ms rather than release the
+            # siblings' newer events ahead of this partition's older ones.
+            return None
         if hi < 0 or key not in self._consumed:
             # Nothing consumed from it yet (e.g. just assigned): ask the broker once rather
             # than let the idle timeout release its siblings without it, which would

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import orjson
@@ -64,6 +65,13 @@ def test_two_workers_split_the_partitions_and_agree_with_one_run(kafka_bootstrap
            decoder=EventDecoder.from_settings(s), finalize=False,
            partitions=s.partitions)
     ref = [orjson.loads(x) for x in (tmp_path / "ref" / "changes.jsonl").open("rb")]
+    # dead letters first: a wrong event-time order between the workers' inputs shows as
+    # ``late`` ones, which says more than the changes that differ because of them
+    ref_reasons = Counter(orjson.loads(x)["reason"]
+                          for x in (tmp_path / "ref" / "dlq.jsonl").open("rb"))
+    got_reasons = Counter(dict(m.headers() or []).get("dlq.reason", b"").decode()
+                          for m in read_all(s, s.topics.dlq))
+    assert got_reasons == ref_reasons
     got = {c["event_id"]: c for c in map(lambda m: orjson.loads(m.value()),
                                          read_all(s, s.topics.changes))}
     key = lambda c: (c["user_id"], c["segment"], c["change"], c["at_ms"])  # noqa: E731
