@@ -646,7 +646,7 @@ class Worker:
                         f"transactional producer unusable ({name}: {err.str()}); another "
                         f"instance with transactional id {self.transactional_id!r} may have "
                         "taken over, or the broker fenced this one. Stopping.") from None
-                if err.txn_requires_abort():
+                if err.txn_requires_abort() and name != "abort_transaction":
                     self._abort_and_rewind(f"{name}: {err.str()}", err.name().lower())
                 if err.retriable():
                     log.warning("transactional call failed, retrying", extra={"ctx": {
@@ -711,12 +711,10 @@ class Worker:
         log.warning("transaction aborted; rewinding to the committed positions",
                     extra={"ctx": {"error": why}})
         self.metrics.transaction_aborts.labels(reason[:40]).inc()
-        timeout = self.settings.transaction_timeout_ms / 1000
-        try:
-            self.producer.abort_transaction(timeout)
-        except KafkaException as exc:
-            err = exc.args[0]
-            raise KafkaIOError(f"abort_transaction failed: {err.str()}") from None
+        # The broker may still be down (records time out after the transaction timeout):
+        # a timed-out abort is retried like any transactional call, and a wedged one
+        # replaces the producer, whose initialisation aborts the transaction instead.
+        self._txn_call("abort_transaction", self.settings.transaction_timeout_ms / 1000)
         self._forget_batch()
         raise TransactionAborted(why)
 

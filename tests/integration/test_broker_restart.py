@@ -1,6 +1,7 @@
-"""The broker is stopped mid-run and started again: the worker waits, reconnects and
-finishes, and a ``read_committed`` reader sees exactly the outputs of an uninterrupted
-run: nothing lost, nothing twice.
+"""The broker is stopped mid-run and started again, twice (the second time for longer
+than the transaction timeout, so the open transaction has to be aborted while the broker
+is away): the worker waits, reconnects and finishes, and a ``read_committed`` reader sees
+exactly the outputs of an uninterrupted run: nothing lost, nothing twice.
 
 The broker under test is a private one (its own ports, data directory, pid file and lock,
 sharing only the jar cache) started and stopped through ``deploy/kafka/kafka.sh``; the
@@ -128,7 +129,21 @@ def test_worker_rides_out_a_broker_restart(private_broker, test_id, tmp_path):
         finally:
             fresh.close()
         restarted = time.monotonic()
-        wait_for(lambda: progress.total() >= total, 120, "all input committed", [worker])
+        # 2. a second outage, longer than the transaction timeout: the open transaction's
+        #    records time out while the broker is down, so the worker must abort it
+        #    while the broker is still away (a timed-out abort is retried, not fatal)
+        target = min(total - 1, max(after_start, progress.total()) + int(0.1 * total))
+        wait_for(lambda: progress.total() >= target, 120, f"{target} records committed",
+                 [worker])
+        before_long = progress.total()
+        private_broker.run("stop")
+        # records time out one transaction timeout after the stop; the abort that follows
+        # waits another one: down for longer than both, that abort times out and the
+        # worker has to call it again
+        long_down = 2 * s.transaction_timeout_ms / 1000 + rng.uniform(3, 6)
+        _stay_alive(worker, long_down)
+        private_broker.run("start")
+        wait_for(lambda: progress.total() >= total, 180, "all input committed", [worker])
         recovered_s = time.monotonic() - restarted
         assert worker.stop() == 0, worker.tail()
     finally:
@@ -142,13 +157,18 @@ def test_worker_rides_out_a_broker_restart(private_broker, test_id, tmp_path):
     print(f"processing guarantee: {guarantee_of(s)}; broker stopped at {before_stop} "
           f"committed (stop took {stop_s:.1f}s), down {downtime:.1f}s, start took "
           f"{start_s:.1f}s; committed right after the restart {after_start}; all committed "
-          f"{recovered_s:.1f}s after the restart; worker warnings/errors logged "
+          f"{recovered_s:.1f}s after the restart (including a second outage of "
+          f"{long_down:.1f}s at {before_long} committed); worker warnings/errors logged "
           f"{len(complaints)}")
     print(figures("broker restart", total, got, report, reference_run_s=round(ref_seconds, 1),
                   replay_changes=replayed, wall_s=round(time.monotonic() - started, 1)))
     assert 0 <= after_start < total, \
         f"the worker had finished ({after_start}/{total}) before the broker went down"
     assert report.ok, report.detail()
+    aborted = [r for r in complaints if r.get("msg", "").startswith("transaction aborted")]
+    assert aborted, "the long outage did not time out the open transaction's records"
+    retried = [r for r in complaints if r.get("call") == "abort_transaction"]
+    assert retried, "no abort was attempted while the broker was still down"
 
 
 def _stay_alive(worker: WorkerProcess, seconds: float) -> None:
