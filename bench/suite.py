@@ -196,8 +196,11 @@ def section_latency(bench: Bench, sim: Sim, raw: float, loads: list[int], second
             # the change reader starts at the current end: only timed inputs' changes
             reader = ChangeReader(settings)
             reader.start()
+            before = worker_timings(metrics_port)
             producer = RateProducer(settings)
             produced, elapsed = producer.run(timed, load, seconds)
+            during = worker_timings(metrics_port)
+            busy = _busy_share(before, during)
             target = len(warm) + produced
             deadline = time.monotonic() + max(120.0, produced / 1000)
             backlog_at_end = target - max(probe.total(), 0)
@@ -237,7 +240,7 @@ def section_latency(bench: Bench, sim: Sim, raw: float, loads: list[int], second
              "drain_s_after_load": round(drained - reader.started - elapsed, 2),
              "timestamp_types": sorted(producer.ts_types), "config": config,
              "guarantee": "exactly_once", "peak_rss_bytes": proc.peak_rss,
-             "worker_timings": parts}
+             "worker_timings": parts, "worker_busy_share": busy}
         if producer.ts_types != {2}:
             r["warning"] = ("delivery reports did not carry LogAppendTime (type 2); "
                             "latencies are relative to the producer's create time")
@@ -256,14 +259,17 @@ def section_latency(bench: Bench, sim: Sim, raw: float, loads: list[int], second
     trows = []
     for load, r in out.items():
         t = r.get("worker_timings") or {}
+        b = r.get("worker_busy_share") or {}
         trows.append([f"{int(load):,}"] + [
             f"{t[k]:.0f}" if isinstance(t.get(k), float) else "-"
             for k in ("transaction_mean_ms", "transaction_p99_ms", "commit_mean_ms",
-                      "commit_p99_ms", "batch_mean")] + [f"{t.get('transactions', 0):,}"])
+                      "commit_p99_ms", "batch_mean")] + [f"{t.get('transactions', 0):,}"] + [
+            f"{b[k]:.0%}" if k in b else "-" for k in ("process", "commit", "busy")])
     table("worker timings during the latency runs (segstream_transaction_seconds: flush "
-          "+ send offsets + commit; segstream_commit_seconds: the whole commit step)",
+          "+ send offsets + commit; segstream_commit_seconds: the whole commit step; busy: "
+          "share of the offered-load period the loop spent processing / committing)",
           ["offered/s", "txn mean ms", "txn p99 ms", "commit mean ms", "commit p99 ms",
-           "batch mean", "transactions"], trows)
+           "batch mean", "transactions", "processing", "committing", "busy"], trows)
     return out
 
 
@@ -310,7 +316,23 @@ def worker_timings(port: int) -> dict[str, Any]:
     c_mean, c_p99, _ = summary("segstream_commit_seconds", 1000)
     b_mean, _, _ = summary("segstream_batch_size", 1)
     return {"transaction_mean_ms": t_mean, "transaction_p99_ms": t_p99, "transactions": t_n,
-            "commit_mean_ms": c_mean, "commit_p99_ms": c_p99, "batch_mean": b_mean}
+            "commit_mean_ms": c_mean, "commit_p99_ms": c_p99, "batch_mean": b_mean,
+            "process_seconds_total": hist.get("segstream_batch_process_seconds", {}).get("sum"),
+            "commit_seconds_total": hist.get("segstream_commit_seconds", {}).get("sum"),
+            "scraped_at": time.monotonic()}
+
+
+def _busy_share(before: dict[str, Any], after: dict[str, Any]) -> dict[str, float] | None:
+    """Share of the wall time between two scrapes the worker loop spent processing and
+    committing batches: near 1 the worker is at capacity and queueing makes the tail."""
+    keys = ("process_seconds_total", "commit_seconds_total")
+    if any(not isinstance(d.get(k), float) for d in (before, after) for k in keys):
+        return None
+    wall = after["scraped_at"] - before["scraped_at"]
+    process = (after[keys[0]] - before[keys[0]]) / wall
+    commit = (after[keys[1]] - before[keys[1]]) / wall
+    return {"process": round(process, 3), "commit": round(commit, 3),
+            "busy": round(process + commit, 3)}
 
 
 class ChangeReader:

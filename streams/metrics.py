@@ -32,6 +32,12 @@ class WorkerMetrics:
         self.batch_size = Histogram(
             "segstream_batch_size", "Messages per consumed batch",
             buckets=(1, 10, 50, 100, 250, 500, 1000, 2500, 5000), registry=registry)
+        self.process_seconds = Histogram(
+            "segstream_batch_process_seconds",
+            "Time the worker loop spent processing one consumed batch (decode, alignment, "
+            "features, models, policy, outputs queued); with segstream_commit_seconds, its "
+            "rate is the share of time the loop is busy",
+            buckets=LATENCY_BUCKETS, registry=registry)
         self.commit_seconds = Histogram(
             "segstream_commit_seconds", "Duration of the flush/store/commit sequence",
             buckets=LATENCY_BUCKETS, registry=registry)

@@ -240,6 +240,7 @@ class Worker:
 
     # -------------------------------------------------------------- the batch
     def _process_batch(self, msgs: list[Message]) -> None:
+        started = time.perf_counter()
         now_ms = int(self.clock() * 1000)
         erase_topic = self.settings.topics.erase
         enriched_topic = self.settings.topics.enriched
@@ -342,6 +343,7 @@ class Worker:
         self.batches += 1
         self.processed += released
         self.metrics.batch_size.observe(released)
+        self.metrics.process_seconds.observe(time.perf_counter() - started)
         self._report_progress()
 
     def _produce(self, topic: str, key: bytes | None, value: bytes | None,

@@ -96,5 +96,6 @@ def test_each_area_shows_its_key_metric(dashboard):
                    "segstream_llm_fallbacks_total", "segstream_llm_breaker_state",
                    "segstream_actions_produced_total", "segstream_actions_decisions_total",
                    "segstream_restore_remaining", "segstream_batch_size_bucket",
-                   "segstream_commit_seconds_bucket", "segstream_transaction_seconds_bucket"):
+                   "segstream_commit_seconds_bucket", "segstream_transaction_seconds_bucket",
+                   "segstream_batch_process_seconds_sum"):
         assert metric in exprs, f"the dashboard does not show {metric}"

@@ -10,6 +10,7 @@ replay is therefore the uninterrupted reference.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -76,6 +77,9 @@ def test_kill_and_restart_gives_the_same_result_as_an_uninterrupted_run(
     metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read()
     assert b"segstream_events_consumed_total{" in metrics
     assert b'segstream_dlq_total' in metrics and b"segstream_commit_seconds_bucket" in metrics
+    # the loop's processing time is counted (with the commit time: how busy it is)
+    batches = re.search(rb"^segstream_batch_process_seconds_count (\S+)$", metrics, re.M)
+    assert batches is not None and float(batches.group(1)) > 0
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(30) == 0, log.read_text()[-3000:]
     progress.close()
