@@ -85,7 +85,8 @@ def test_end_reached_inside_an_open_transaction_holds_the_siblings_back(
         plain = Producer({"bootstrap.servers": s.bootstrap_servers})
         plain.produce(clicks, key=b"u1", value=_click(0, t0 + 5 * HOUR), partition=0)
         assert plain.flush(30) == 0
-        _run(w, 3)
+        _run(w, 30, until=lambda: w.aligner.buffered() == 1 or w.processed > 0)
+        _run(w, 1)  # and a little longer: still held back
         assert w.aligner.buffered() == 1 and w.processed == 0
 
         # 4. the transaction commits: the orders come first, then the click, none late
