@@ -132,8 +132,7 @@ class SequentialKMeans:
         # once many points are in, and the refresh is most of the cost of a step.
         if self._inv_std is None or self.n - self._std_at >= min(STD_EVERY,
                                                                  self.n // 32 + 1):
-            var = self.m2 / max(self.n, 1)
-            self._inv_std = np.where(var > 0, 1.0 / np.sqrt(np.where(var > 0, var, 1.0)), 0.0)
+            self._inv_std = self._z_scale()
             self._std_at = self.n
         return (v - self.mean) * self._inv_std
 
@@ -191,6 +190,7 @@ class SequentialKMeans:
         self.__dict__.update(state)
 
     def _z_scale(self) -> Any:
+        """1 / standard deviation per input (0 where an input never varied)."""
         var = self.m2 / max(self.n, 1)
         return np.where(var > 0, 1.0 / np.sqrt(np.where(var > 0, var, 1.0)), 0.0)
 
@@ -218,10 +218,10 @@ def _lloyd(pts: Any, c: Any, iters: int = 8) -> tuple[Any, float]:
     """Lloyd iterations from ``c``; an emptied centre restarts at the farthest point."""
     sq = np.einsum("ij,ij->i", pts, pts)
     rows = np.arange(len(pts))
-    for _ in range(iters + 1):
+    for step in range(iters + 1):
         d = sq[:, None] - 2.0 * pts @ c.T + np.einsum("ij,ij->i", c, c)[None, :]
         lab = d.argmin(1)
-        if _ == iters:
+        if step == iters:  # the last pass only assigns, for the inertia
             break
         onehot = np.zeros((len(pts), len(c)))
         onehot[rows, lab] = 1.0
