@@ -87,8 +87,8 @@ class SequentialKMeans:
     (the other centres never get their points), which made the adjusted Rand index swing
     from 0.50 to 0.79 by seed. Every ``refit_every`` steps, Lloyd iterations over the last
     ``window`` points run from the current centres and from ``restarts`` fresh k-means++
-    picks; the lowest inertia wins, renumbered to match the current centres so that
-    stable ids do not move. About 9 ms a refit; 0.78-0.81 on the same seeds
+    picks; the lowest inertia wins (:class:`Clusters` then matches the centres to its
+    stable ids again, as after any renumbering). About 9 ms a refit; 0.78-0.81 on the same seeds
     (``docs/models.md``).
 
     >>> km = SequentialKMeans(k=2, dim=1, seed=1, warmup=4)
@@ -162,7 +162,7 @@ class SequentialKMeans:
 
     def _refit(self) -> None:
         """Batch k-means over the recent window, from the current centres and from fresh
-        k-means++ picks; the lowest inertia wins, renumbered to match the current ones."""
+        k-means++ picks; the lowest inertia wins."""
         self._inv_std = None
         pts = (self._ring[:min(self._filled, len(self._ring))] - self.mean) * self._z_scale()
         if len(pts) < 10 * self.k:
@@ -173,9 +173,13 @@ class SequentialKMeans:
             c, inertia = _lloyd(pts, _kmeanspp(pts, self.k, rng))
             if inertia < best_inertia:
                 best, best_inertia = c, inertia
-        cost = ((self.centres[:, None, :] - best[None, :, :]) ** 2).sum(-1)
-        _, order = linear_sum_assignment(cost)
-        self.centres = best[order]
+        self.centres = best
+
+    @property
+    def refitted(self) -> bool:
+        """Whether the last learning step refitted the centres, which may renumber them
+        (the caller's :class:`StableIds` matches them again)."""
+        return bool(self.refit_every) and self.n % self.refit_every == 0
 
     def predict(self, values: Sequence[float]) -> int:
         if self.centres is None:
@@ -273,7 +277,8 @@ class Clusters:
         self.learned += 1
         if self.model.centres is None:
             return -1  # still warming up: no cluster yet
-        if self.learned % RELABEL_EVERY == 0 or raw_id not in self.ids.mapping:
+        if (self.learned % RELABEL_EVERY == 0 or self.model.refitted
+                or raw_id not in self.ids.mapping):
             self.ids.relabel(self.model.centers)
         return self.ids.mapping[raw_id]
 

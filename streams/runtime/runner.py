@@ -976,8 +976,8 @@ class Worker:
         # (or this worker after reassignment) fetches them again from the committed offsets.
         self.aligner.drop(parts)
         self._paused = {k for k in self._paused if k[1] not in parts}
-        for positions in (self._consumed, self._eof, self._start, self._uncommitted,
-                          self._queried):
+        # (consumed/EOF/queried positions go per topic-partition in _release)
+        for positions in (self._start, self._uncommitted):
             for key in [k for k in positions if k[1] in parts]:
                 del positions[key]
         for p in parts:
