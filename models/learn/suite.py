@@ -24,13 +24,16 @@ False
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from river import preprocessing
 
+from models.learn import fastlearn, kernels
 from models.learn.churn import ChurnModel, tier_of
 from models.learn.clusters import Clusters
 from models.learn.config import ModelConfig
@@ -107,6 +110,10 @@ class ModelSuite:
         self.snapshot_sha = "initial"
         self.offsets: dict[str, int] = {}
         self._eligible = 0
+
+    def warm_up(self) -> None:
+        """Compile (or load from the cache) the kernels before the first event."""
+        kernels.warm_up()
 
     @property
     def model_version(self) -> str:
@@ -204,36 +211,36 @@ class ModelSuite:
         batch = [e for e in examples if e[1] is not None or e[2] is not None]
         if not batch:
             return detections
-        churn, value, scaler = self.churn, self.value, self.scaler
         # 1. test: the models as they were before this batch
         values = [transform_values(x) for x, _, _ in batch]
-        churn_before = [churn.predict_values(v) if e[1] is not None else 0.0
+        churn_before = [self.churn.predict_values(v) if e[1] is not None else 0.0
                         for v, e in zip(values, batch, strict=True)]
-        value_before = [value.predict_values(v) if e[2] is not None else 0.0
+        value_before = [self.value.predict_values(v) if e[2] is not None else 0.0
                         for v, e in zip(values, batch, strict=True)]
-        # 2. train, one example after the other
+        # 2. the metrics and drift monitors, which read only those scores; a detection
+        #    splits the batch where the drift policy acts
+        cuts: list[tuple[int, str]] = []
         for i, (_x, churn_label, value_label) in enumerate(batch):
-            row = dict(zip(ROW_NAMES, values[i], strict=True))
-            scaler.learn_one(row)
-            xs = scaler.transform_one(row)
             if churn_label is not None:
                 loss = self.churn_eval.update(churn_label, churn_before[i])
-                churn.learn_scaled(xs, churn_label)
-                self.learned["churn"] += 1
                 hit = self.drift["churn"].update(loss, at_ms)
                 if hit:
                     detections.append(hit)
-                    self._after_drift("churn")
-                    churn = self.churn
+                    cuts.append((i + 1, "churn"))
             if value_label is not None:
                 err = self.value_eval.update(value_label, value_before[i])
-                value.learn_scaled(xs, value_label)
-                self.learned["value"] += 1
                 hit = self.drift["value"].update(err, at_ms)
                 if hit:
                     detections.append(hit)
-                    self._after_drift("value")
-                    value = self.value
+                    cuts.append((i + 1, "value"))
+        # 3. train, one example after the other, up to each detection: then its policy
+        start = 0
+        for stop, model in [*cuts, (len(batch), "")]:
+            if stop > start:
+                self._train(batch, values, start, stop)
+            start = stop
+            if model:
+                self._after_drift(model)
         # the shared scaler moved: refold both scoring paths
         self.churn._fast = None
         self.value._fast = None
@@ -242,6 +249,32 @@ class ModelSuite:
             log.warning("model drift detected: model=%s at_ms=%s policy=%s detail=%s",
                         d["model"], d["at_ms"], self.cfg.drift_policy, d["detail"])
         return detections
+
+    def _train(self, batch: list[Example], values: list[list[float]], start: int,
+               stop: int) -> None:
+        """``learn_one`` on examples ``start:stop``: the shared scaler, then each model
+        with a label; compiled (:mod:`models.learn.fastlearn`) for the default learners."""
+        churn, value, scaler = self.churn, self.value, self.scaler
+        part = batch[start:stop]
+        self.learned["churn"] += sum(1 for e in part if e[1] is not None)
+        self.learned["value"] += sum(1 for e in part if e[2] is not None)
+        if fastlearn.supported(churn.clf) and fastlearn.supported(value.reg):
+            rows = np.array(values[start:stop], dtype=float)
+            y_churn = np.array([np.nan if e[1] is None else float(e[1]) for e in part])
+            y_value = np.array([np.nan if e[2] is None else math.log1p(max(e[2], 0.0))
+                                for e in part])
+            fastlearn.learn_rows(ROW_NAMES, scaler, rows, churn.clf, y_churn, value.reg,
+                                 y_value)
+            return
+        for i in range(start, stop):
+            _x, churn_label, value_label = batch[i]
+            row = dict(zip(ROW_NAMES, values[i], strict=True))
+            scaler.learn_one(row)
+            xs = scaler.transform_one(row)
+            if churn_label is not None:
+                churn.learn_scaled(xs, churn_label)
+            if value_label is not None:
+                value.learn_scaled(xs, value_label)
 
     def _after_drift(self, model: str) -> None:
         policy = self.cfg.drift_policy

@@ -197,9 +197,12 @@ class Processor:
         self._cluster_hold_ms = models.cfg.cluster_min_days * 86_400_000 if models else 0
 
     def warm_up(self) -> None:
-        """Load what the first review would otherwise load (the jieba dictionary)."""
+        """Load what the first event would otherwise load: the jieba dictionary, the models'
+        compiled kernels."""
         if self.analyzer is not None:
             self.analyzer.tokenizer.warm_up()
+        if self.models is not None:
+            self.models.warm_up()
 
     def process(self, state: UserState | None, event: Event, source: Source) -> Result:
         """Return the new state and outputs; raise ``InvalidEvent('late')`` for late data.
