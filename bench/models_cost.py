@@ -82,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
             policy.evaluate(st.segments, st.exited, f, st.last_ts)
 
     suite = ModelSuite(cfg)
+    suite.warm_up()  # the worker compiles the kernels at start, before the first event
     counts = {"rescored": 0, "learned": 0}
 
     def with_models() -> None:

@@ -67,9 +67,11 @@ class ChurnModel:
         """:meth:`predict` on :func:`~models.learn.inputs.transform_values` output (fast)."""
         if self.kind != "logistic":
             return self.predict(dict(zip(ROW_NAMES, values, strict=True)))
-        return sigmoid(self._folded().raw(values))
+        return sigmoid(self.folded().raw(values))
 
-    def _folded(self) -> Linear:
+    def folded(self) -> Linear:
+        """The scaler and the logistic model's weights as one linear function (cached
+        until the model or the scaler learns)."""
         fast = self._fast
         if fast is None:
             fast = self._fast = Linear.fold(self.scaler, self.clf.weights, self.clf.intercept,
@@ -107,7 +109,7 @@ class ChurnModel:
         from the folded weights (no scaler call: it runs on every churn alert)."""
         if self.kind != "logistic":
             return []
-        return _top_positive(list(zip(self._folded().terms(values), ROW_NAMES, strict=True)),
+        return _top_positive(list(zip(self.folded().terms(values), ROW_NAMES, strict=True)),
                              top)
 
 

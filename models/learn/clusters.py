@@ -29,6 +29,7 @@ import numpy as np
 from river import cluster, preprocessing
 from scipy.optimize import linear_sum_assignment
 
+from models.learn import kernels
 from models.learn.inputs import MODEL_FEATURES, ROW_NAMES, Row
 
 RELABEL_EVERY = 500
@@ -127,38 +128,53 @@ class SequentialKMeans:
             return {}
         return {j: [float(v) for v in self.centres[j]] for j in range(self.k)}
 
-    def _z(self, v: Any) -> Any:
-        # 1/std is refreshed every n/32 steps (at most every STD_EVERY): it moves slowly
-        # once many points are in, and the refresh is most of the cost of a step.
+    def scaling(self) -> tuple[Any, Any]:
+        """The running mean and 1 / standard deviation that standardise an input.
+
+        1/std is refreshed every n/32 steps (at most every STD_EVERY): it moves slowly
+        once many points are in, and the refresh is most of the cost of a step.
+        """
         if self._inv_std is None or self.n - self._std_at >= min(STD_EVERY,
                                                                  self.n // 32 + 1):
             self._inv_std = self._z_scale()
             self._std_at = self.n
-        return (v - self.mean) * self._inv_std
+        return self.mean, self._inv_std
+
+    def _z(self, v: Any) -> Any:
+        mean, inv_std = self.scaling()
+        return (v - mean) * inv_std
 
     def learn_predict(self, values: Sequence[float]) -> int:
+        return self.learn_distances(values)[0]
+
+    def learn_distances(self, values: Sequence[float]) -> tuple[int, Any]:
+        """Learn one point; return its centre and every centre's squared distance to it
+        after the step (None while warming up, when the centre is 0)."""
         v = np.asarray(values, dtype=float)
         self.n += 1
-        delta = v - self.mean
-        self.mean += delta / self.n
-        self.m2 += delta * (v - self.mean)
+        kernels.welford(v, float(self.n), self.mean, self.m2)
         if self.centres is None:
-            self._buffer.append(v)
+            self._buffer.append(v.copy())
             if len(self._buffer) < max(self.warmup, self.k):
-                return 0
+                return 0, None
             self._init()
-            return self.predict(values)
+            dist = self.distances(v)
+            return int(dist.argmin()), dist
         if self.refit_every:
             self._ring[self._filled % len(self._ring)] = v
             self._filled += 1
             if self.n % self.refit_every == 0:
                 self._refit()
-        z = self._z(v)
-        d = self.centres - z
-        j = int(np.einsum("ij,ij->i", d, d).argmin())
-        self.counts[j] += 1
-        self.centres[j] -= d[j] * max(1.0 / self.counts[j], self.min_rate)
-        return j
+        mean, inv_std = self.scaling()
+        dist = np.empty(self.k)
+        j = kernels.kmeans_step(v, mean, inv_std, self.centres, self.counts, self.min_rate,
+                                dist)
+        return j, dist
+
+    def distances(self, values: Sequence[float] | Any) -> Any:
+        """Squared distance of the standardised ``values`` to every centre."""
+        d = self.centres - self._z(np.asarray(values, dtype=float))
+        return np.einsum("ij,ij->i", d, d)
 
     def _refit(self) -> None:
         """Batch k-means over the recent window, from the current centres and from fresh
@@ -184,8 +200,7 @@ class SequentialKMeans:
     def predict(self, values: Sequence[float]) -> int:
         if self.centres is None:
             return 0
-        d = self.centres - self._z(np.asarray(values, dtype=float))
-        return int(np.einsum("ij,ij->i", d, d).argmin())
+        return int(self.distances(values).argmin())
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         # snapshots written before the refit existed load with it switched off
@@ -209,24 +224,31 @@ class SequentialKMeans:
 
 def _kmeanspp(pts: Any, k: int, rng: Any) -> Any:
     chosen = [pts[int(rng.integers(len(pts)))]]
+    d = ((pts - chosen[0]) ** 2).sum(axis=1)  # squared distance to the nearest chosen
     for _ in range(1, k):
-        d = np.min([((pts - c) ** 2).sum(axis=1) for c in chosen], axis=0)
         total = d.sum()
         idx = int(rng.choice(len(pts), p=d / total)) if total > 0 else int(
             rng.integers(len(pts)))
         chosen.append(pts[idx])
+        d = np.minimum(d, ((pts - pts[idx]) ** 2).sum(axis=1))
     return np.array(chosen, dtype=float)
 
 
 def _lloyd(pts: Any, c: Any, iters: int = 8) -> tuple[Any, float]:
-    """Lloyd iterations from ``c``; an emptied centre restarts at the farthest point."""
+    """Lloyd iterations from ``c``; an emptied centre restarts at the farthest point.
+
+    Stops early once an assignment repeats the previous one: the centres would come out
+    the same, and so would every later iteration.
+    """
     sq = np.einsum("ij,ij->i", pts, pts)
     rows = np.arange(len(pts))
+    last = None
     for step in range(iters + 1):
         d = sq[:, None] - 2.0 * pts @ c.T + np.einsum("ij,ij->i", c, c)[None, :]
         lab = d.argmin(1)
-        if step == iters:  # the last pass only assigns, for the inertia
-            break
+        if step == iters or (last is not None and np.array_equal(lab, last)):
+            break  # the last pass only assigns, for the inertia
+        last = lab
         onehot = np.zeros((len(pts), len(c)))
         onehot[rows, lab] = 1.0
         n = onehot.sum(0)
@@ -269,55 +291,61 @@ class Clusters:
         names = self._features()
         return {c: [float(v.get(n, 0.0)) for n in names] for c, v in self.model.centers.items()}
 
-    def learn_predict_values(self, values: list[float]) -> int:
+    def learn_predict_values(self, values: Sequence[float]) -> int:
         """:meth:`learn_predict` on :func:`~models.learn.inputs.transform_values` output."""
+        return self.learn_distances(values)[0]
+
+    def learn_distances(self, values: Sequence[float]) -> tuple[int, Any]:
+        """Learn one point; return its stable id (-1 while warming up) and, for the
+        sequential learner, the squared distance to every raw centre (else None)."""
         if not isinstance(self.model, SequentialKMeans):
-            return self.learn_predict(dict(zip(ROW_NAMES, values, strict=True)))
-        raw_id = self.model.learn_predict(values)
+            return self.learn_predict(dict(zip(ROW_NAMES, values, strict=True))), None
+        raw_id, dist = self.model.learn_distances(values)
         self.learned += 1
         if self.model.centres is None:
-            return -1  # still warming up: no cluster yet
+            return -1, None  # still warming up: no cluster yet
         if (self.learned % RELABEL_EVERY == 0 or self.model.refitted
                 or raw_id not in self.ids.mapping):
             self.ids.relabel(self.model.centers)
-        return self.ids.mapping[raw_id]
+        return self.ids.mapping[raw_id], dist
 
-    def assign(self, values: list[float], previous: int | None, margin: float = 0.25) -> int:
-        """:meth:`predict_values` then :meth:`sticky`, from one distance computation."""
+    def distances(self, values: Sequence[float]) -> Any:
+        """Squared distances to the sequential learner's raw centres (None if there are
+        none: another algorithm, or still warming up)."""
         model = self.model
-        if (previous is None or previous < 0 or not isinstance(model, SequentialKMeans)
-                or model.centres is None):
-            return self.sticky(values, self.predict_values(values), previous, margin)
-        d = model.centres - model._z(np.asarray(values, dtype=float))
-        dist = np.einsum("ij,ij->i", d, d)
-        raw_new = int(dist.argmin())
-        mapping = self.ids.mapping
-        if raw_new not in mapping:
-            self.ids.relabel(model.centers)
-        new = mapping[raw_new]
-        if new == previous:
-            return new
-        raw_prev = next((raw for raw, stable in mapping.items() if stable == previous), None)
-        if raw_prev is None:
-            return new
-        return previous if dist[raw_prev] <= dist[raw_new] * (1 + margin) ** 2 else new
+        if not isinstance(model, SequentialKMeans) or model.centres is None:
+            return None
+        return model.distances(values)
 
-    def sticky(self, values: list[float], new: int, previous: int | None,
-               margin: float = 0.25) -> int:
+    def assign(self, values: Sequence[float], previous: int | None,
+               margin: float = 0.25, dist: Any = None) -> int:
+        """:meth:`predict_values` then :meth:`sticky`, from one distance computation
+        (``dist``, when the caller has it)."""
+        if dist is None:
+            dist = self.distances(values)
+        if dist is None:
+            return self.sticky(values, self.predict_values(values), previous, margin)
+        raw_new = int(dist.argmin())
+        if raw_new not in self.ids.mapping:
+            self.ids.relabel(self.model.centers)
+        return self.sticky(values, self.ids.mapping[raw_new], previous, margin, dist)
+
+    def sticky(self, values: Sequence[float], new: int, previous: int | None,
+               margin: float = 0.25, dist: Any = None) -> int:
         """Keep a user in ``previous`` unless ``new``'s centre is clearly closer.
 
         A user between two centres would otherwise flip with every small change of
         features or centres, and every flip is two segment changes downstream.
         """
-        model = self.model
-        if (previous is None or previous < 0 or previous == new
-                or not isinstance(model, SequentialKMeans) or model.centres is None):
+        if previous is None or previous < 0 or previous == new:
             return new
+        if dist is None:
+            dist = self.distances(values)
+            if dist is None:
+                return new
         raw_of = {stable: raw for raw, stable in self.ids.mapping.items()}
         if previous not in raw_of or new not in raw_of:
             return new
-        d = model.centres - model._z(np.asarray(values, dtype=float))
-        dist = np.einsum("ij,ij->i", d, d)
         keep = dist[raw_of[previous]] <= dist[raw_of[new]] * (1 + margin) ** 2
         return previous if keep else new
 
@@ -339,7 +367,7 @@ class Clusters:
             return self.predict_values([row[n] for n in ROW_NAMES])
         return self.predict_scaled(self.scaler.transform_one(row))
 
-    def predict_values(self, values: list[float]) -> int:
+    def predict_values(self, values: Sequence[float]) -> int:
         """Stable id for :func:`~models.learn.inputs.transform_values` output.
 
         Uses the centres as of at most :data:`RECOMPILE_EVERY` learning steps ago, folded

@@ -43,10 +43,12 @@ _LOG = frozenset({
     "aov_365d", "reviews_365d",
 })
 _INDEX = {name: i for i, name in enumerate(MODEL_FEATURES)}
-_I_RECENCY = _INDEX["recency_days"]
-_I_FIRST_ORDER = _INDEX["first_order_days"]
-_I_ORDERS = _INDEX["orders_lifetime"]
-_IS_LOG = tuple(name in _LOG for name in MODEL_FEATURES)
+I_RECENCY = _INDEX["recency_days"]
+I_FIRST_ORDER = _INDEX["first_order_days"]
+I_ORDERS = _INDEX["orders_lifetime"]
+IS_LOG = tuple(name in _LOG for name in MODEL_FEATURES)
+"""Which raw inputs enter as ``log1p``, and where the derived ones read from (for the
+compiled transform in :mod:`models.learn.kernels`)."""
 TIME_FEATURES = frozenset({"last_seen_days", "tenure_days", "recency_days", "first_order_days"})
 """Features that grow with time alone (days since something)."""
 _IS_TIME = tuple(name in TIME_FEATURES for name in MODEL_FEATURES)
@@ -74,13 +76,13 @@ def transform(x: Sequence[float | None]) -> Row:
 def transform_values(x: Sequence[float | None]) -> list[float]:
     """The values of :func:`transform` as a list in :data:`ROW_NAMES` order (fast path)."""
     out = [0.0 if v is None else (_log1p(v if v > 0.0 else 0.0) if log else float(v))
-           for v, log in zip(x, _IS_LOG, strict=True)]
-    recency = x[_I_RECENCY]
+           for v, log in zip(x, IS_LOG, strict=True)]
+    recency = x[I_RECENCY]
     # Ratios in the spirit of BG/NBD: purchase rate over the customer's life, and the
     # share of that life that has passed since the last purchase.
-    life = x[_I_FIRST_ORDER]
+    life = x[I_FIRST_ORDER]
     if life is not None and recency is not None:
-        orders = x[_I_ORDERS] or 0.0
+        orders = x[I_ORDERS] or 0.0
         share = recency / (life + 1.0)
         # recency in units of the customer's own mean gap between orders
         out += (0.0, _log1p(orders / (life + 1.0) * 30.0), share, _log1p(share * orders))

@@ -182,9 +182,9 @@ def glm_learn(rows: Any, start: int, stop: int, counts: Any, means: Any, varianc
 
 def warm_up() -> None:
     """Compile every kernel now (or load it from the cache), not on the first event."""
-    d, k = 4, 2
     x = np.array([1.0, np.nan, 2.0])
     is_log = np.array([True, False, True])
+    d, k = len(x) + 4, 2  # the transform appends four derived inputs
     vals, raw, dist = np.empty(d), np.empty(2), np.empty(k)
     score_row(x, is_log, 0, 1, 2, np.zeros((2, d)), np.zeros(2), np.zeros(d), np.ones(d),
               np.zeros((k, d)), vals, raw, dist)

@@ -70,7 +70,8 @@ def user_step(suite: ModelSuite, user_id: str, features: Mapping[str, float | No
     if scores.rescored and idle <= cfg.snapshot_idle_days:
         pending = add_snapshot(pending, as_of, scores.memo[M_X:], cfg)
     alert = None
-    if scores.entered_high:
+    # an untrained model says about 0.5 for everyone: no alerts before it has learnt
+    if scores.entered_high and suite.learned["churn"] >= cfg.min_learned:
         alert = churn_alert(user_id, as_of, scores.churn, scores.previous_tier,
-                            scores.top_features, suite.model_version)
+                            suite.top_features(scores), suite.model_version)
     return Step(scores, pending, scores.memo, matured, alert, next_due(pending, cfg))

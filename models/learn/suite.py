@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,8 @@ from river import preprocessing
 
 from models.learn import fastlearn, kernels
 from models.learn.churn import ChurnModel, tier_of
-from models.learn.clusters import Clusters
+from models.learn.clusters import Clusters, SequentialKMeans
+from models.learn.compiled import sigmoid
 from models.learn.config import ModelConfig
 from models.learn.drift import DriftMonitor
 from models.learn.evaluation import ChurnEvaluation, ValueEvaluation
@@ -48,6 +49,7 @@ from models.learn.inputs import (
     transform_values,
 )
 from models.learn.labels import Example
+from models.learn.scoring import Scorer
 from models.learn.value import ValueModel
 
 log = logging.getLogger(__name__)
@@ -71,7 +73,6 @@ class Scores:
     cluster: int
     rescored: bool
     memo: list[Any]
-    top_features: list[dict[str, Any]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         """The ``scores`` of a change record."""
@@ -110,6 +111,16 @@ class ModelSuite:
         self.snapshot_sha = "initial"
         self.offsets: dict[str, int] = {}
         self._eligible = 0
+        self._scorer = Scorer()
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        del state["_scorer"]  # buffers and a stack of folded weights: rebuilt on load
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._scorer = Scorer()
 
     def warm_up(self) -> None:
         """Compile (or load from the cache) the kernels before the first event."""
@@ -150,13 +161,11 @@ class ModelSuite:
         is the most expensive part of a scoring; six centres need thousands of points,
         not every scoring.
         """
-        values = transform_values(x)
         cfg = self.cfg
-        p = self.churn.predict_values(values)
+        values, p, v, dist = self._arithmetic(x)
         previous = last_scored[M_TIER] if last_scored else None
         tier = tier_of(p, previous, high=cfg.tier_high, medium=cfg.tier_medium,
                        hysteresis=cfg.hysteresis)
-        v = self.value.predict_values(values)
         self.value.observe(v)
         pct = self.value.percentile(v)
         gap = DAY_MS
@@ -164,27 +173,54 @@ class ModelSuite:
         if last_scored is None or as_of // gap != last_scored[M_AT] // gap:
             self._eligible += 1
             if self._eligible % cfg.cluster_learn_every == 0 or self.learned["clusters"] < 50:
-                c = self.clusters.learn_predict_values(values)
+                c, dist = self.clusters.learn_distances(values)
                 if self.learned["clusters"] % DESCRIBE_EVERY == 0:
                     self.clusters.describe(c, x)
                 self.learned["clusters"] += 1
         prev = last_scored[M_CLUSTER] if last_scored else None
         if c >= 0:
-            c = self.clusters.sticky(values, c, prev, cfg.cluster_margin)
+            c = self.clusters.sticky(values, c, prev, cfg.cluster_margin, dist)
         elif cluster_due or prev is None or prev < 0:
-            c = self.clusters.assign(values, prev, cfg.cluster_margin)
+            c = self.clusters.assign(values, prev, cfg.cluster_margin, dist)
         else:
             c = prev
         self.clusters.move(prev, c)
         for m in MODELS:
             self.scored[m] += 1
-        top: list[dict[str, Any]] = []
-        if tier == "high" and previous != "high":
-            top = [{"feature": t["feature"], "value": raw(x, t["feature"]),
-                    "contribution": t["contribution"]}
-                   for t in self.churn.contributions_values(values)]
         memo = [as_of, p, tier, v, pct, c, *x]
-        return Scores(p, tier, previous, v, pct, c, True, memo, top)
+        return Scores(p, tier, previous, v, pct, c, True, memo)
+
+    def _arithmetic(self, x: Compact) -> tuple[Any, float, float, Any]:
+        """Transformed inputs, churn probability, predicted value and the squared
+        distances to the raw cluster centres (None when not at hand).
+
+        The default models (logistic churn, sequential k-means) take one compiled call
+        (:class:`~models.learn.scoring.Scorer`); the others score through river.
+        """
+        model = self.clusters.model
+        if self.churn.kind != "logistic" or not isinstance(model, SequentialKMeans):
+            values = transform_values(x)
+            return values, self.churn.predict_values(values), \
+                self.value.predict_values(values), None
+        if model.centres is None:
+            values, churn, value, dist = self._scorer.run(x, self.churn.folded(),
+                                                          self.value.folded())
+        else:
+            mean, inv_std = model.scaling()
+            values, churn, value, dist = self._scorer.run(
+                x, self.churn.folded(), self.value.folded(), model.centres, mean, inv_std)
+        return values, sigmoid(churn), self.value.from_raw(value), dist
+
+    def top_features(self, scores: Scores) -> list[dict[str, Any]]:
+        """The inputs pushing ``scores``' churn probability up most, for a churn alert.
+
+        Computed only for an alert that is sent (a few per thousand scorings), from the
+        memo's raw inputs, not on every scoring that enters the high tier.
+        """
+        x = scores.memo[M_X:]
+        return [{"feature": t["feature"], "value": raw(x, t["feature"]),
+                 "contribution": t["contribution"]}
+                for t in self.churn.contributions_values(transform_values(x))]
 
     def cluster_reasons(self, cluster: int) -> list[dict[str, Any]]:
         """The distinctive features of ``cluster``, for a change record's reasons."""
@@ -291,7 +327,7 @@ class ModelSuite:
         elif model == "value":
             old = self.value
             self.value = ValueModel(reference=self.cfg.value_reference, scaler=self.scaler)
-            self.value._ring, self.value._sorted = old._ring, old._sorted
+            self.value.keep_reference(old)
 
     def rollback(self, model: str, directory: Path) -> bool:
         """Replace ``model`` with its state in the newest valid snapshot in ``directory``.

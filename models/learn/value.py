@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left, bisect_right
+from typing import Any
 
+import numpy as np
 from river import linear_model, preprocessing
 
 from models.learn.compiled import Linear
@@ -45,7 +47,9 @@ class ValueModel:
         self.scaler = preprocessing.StandardScaler() if scaler is None else scaler
         self.reg = linear_model.LinearRegression(optimizer=AdaGrad(lr), l2=1e-4)
         self.reference = reference
-        self._ring: list[float] = []
+        # the reference sample: a ring in numpy, as sorting it is the cost of observe()
+        self._ring = np.zeros(reference)
+        self._size = 0
         self._next = 0
         self._sorted: list[float] = []
         self._dirty = 0
@@ -58,11 +62,21 @@ class ValueModel:
 
     def predict_values(self, values: list[float]) -> float:
         """:meth:`predict` on :func:`~models.learn.inputs.transform_values` output (fast)."""
+        return self.from_raw(self.folded().raw(values))
+
+    def folded(self) -> Linear:
+        """The scaler and the regression's weights as one linear function (cached until
+        the model or the scaler learns)."""
         fast = self._fast
         if fast is None:
             fast = self._fast = Linear.fold(self.scaler, self.reg.weights, self.reg.intercept,
                                             ROW_NAMES)
-        return math.expm1(min(max(fast.raw(values), 0.0), MAX_LOG_SPEND))
+        return fast
+
+    @staticmethod
+    def from_raw(y: float) -> float:
+        """Spend from the regression's output (``log1p`` spend, capped)."""
+        return math.expm1(min(max(y, 0.0), MAX_LOG_SPEND))
 
     def learn(self, row: dict[str, float], spend: float) -> None:
         """Learn one example (and the scaler, unless it is shared)."""
@@ -79,15 +93,30 @@ class ValueModel:
 
     def observe(self, value: float) -> None:
         """Add a prediction to the reference sample (a ring of the latest ones)."""
-        if len(self._ring) < self.reference:
-            self._ring.append(value)
+        if self._size < self.reference:
+            self._ring[self._size] = value
+            self._size += 1
         else:
             self._ring[self._next] = value
             self._next = (self._next + 1) % self.reference
         self._dirty += 1
         if self._dirty >= RESORT_EVERY or len(self._sorted) < RESORT_EVERY:
-            self._sorted = sorted(self._ring)
+            self._sorted = np.sort(self._ring[:self._size]).tolist()
             self._dirty = 0
+
+    def keep_reference(self, other: ValueModel) -> None:
+        """Take over ``other``'s reference sample (a reset model ranks like the old one
+        until its own predictions have replaced it)."""
+        self._ring, self._size, self._next = other._ring, other._size, other._next
+        self._sorted = other._sorted
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        ring = state["_ring"]
+        if isinstance(ring, list):  # snapshots from before the numpy ring
+            state["_size"] = len(ring)
+            state["_ring"] = np.zeros(state["reference"])
+            state["_ring"][:len(ring)] = ring
+        self.__dict__.update(state)
 
     def percentile(self, value: float) -> float:
         """Mid-rank share of the reference sample below ``value`` (0.5 without one)."""

@@ -371,8 +371,7 @@ class Processor:
             features["cluster"] = float(self._held_cluster(state, step.scores.cluster, as_of))
             learned, floor = self.models.learned, self.models.cfg.min_learned
             if learned["churn"] < floor:
-                features["churn_score"] = None  # untrained: no tier, no alert
-                step.alert = None
+                features["churn_score"] = None  # untrained: no tier (user_step: no alert)
             if learned["value"] < floor:
                 features["value_pct"] = None
             if step.due:

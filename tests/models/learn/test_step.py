@@ -58,3 +58,20 @@ def test_long_idle_users_stop_arming_label_timers() -> None:
     suite = _suite()
     s = user_step(suite, "u", _user(400.0, seen=400.0), 0, [], None)
     assert s.scores.rescored and s.pending == [] and s.due is None
+
+
+def test_no_alert_before_the_churn_model_has_learnt_enough() -> None:
+    suite = _suite()
+    examples: list[Example] = []
+    for i in range(400):
+        x: list[float | None] = [0.0] * len(MODEL_FEATURES)
+        rec = 300.0 if i % 2 else 1.0
+        x[I_REC], x[I_LIFE] = rec, rec + 10.0
+        examples.append((x, i % 2, 0.0))
+    for _ in range(5):
+        suite.learn(examples)
+    strict = ModelSuite(replace(suite.cfg, min_learned=suite.learned["churn"] + 1))
+    strict.churn, strict.scaler, strict.learned = suite.churn, suite.scaler, suite.learned
+    s = user_step(strict, "u", _user(300.0), DAY, [], None)
+    assert s.scores.churn_tier == "high" and s.scores.entered_high and s.alert is None
+    assert user_step(suite, "u", _user(300.0), DAY, [], None).alert is not None

@@ -71,10 +71,11 @@ def test_entering_high_tier_carries_top_features_for_the_alert() -> None:
     f = _user(300.0)
     s = suite.tick("u", f, 0, None)
     assert s.churn >= 0.7 and s.churn_tier == "high" and s.entered_high
-    top = {t["feature"]: t["value"] for t in s.top_features}
+    top = {t["feature"]: t["value"] for t in suite.top_features(s)}
     assert top.get("recency_days", 300.0) == 300.0
     assert set(top) & {"recency_days", "recency_share"}, top
-    alert = churn_alert("u", 0, s.churn, s.previous_tier, s.top_features, suite.model_version)
+    alert = churn_alert("u", 0, s.churn, s.previous_tier, suite.top_features(s),
+                        suite.model_version)
     assert alert["tier"] == "high" and alert["previous_tier"] is None
     assert alert["top_features"][0]["contribution"] > 0
     assert set(s.as_dict()) == {"churn", "churn_tier", "value", "value_pct", "cluster"}
