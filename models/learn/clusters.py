@@ -54,6 +54,14 @@ class StableIds:
     def __init__(self) -> None:
         self.reference: dict[int, list[float]] = {}
         self.mapping: dict[int, int] = {}
+        self._inverse: dict[int, int] | None = None
+
+    def raw_of(self, stable: int) -> int | None:
+        """The learner's raw number of a stable id (None if no centre has it)."""
+        inverse = getattr(self, "_inverse", None)  # snapshots from before the cache
+        if inverse is None:
+            inverse = self._inverse = {v: k for k, v in self.mapping.items()}
+        return inverse.get(stable)
 
     def relabel(self, centres: Mapping[int, Sequence[float]]) -> dict[int, int]:
         """Match ``centres`` (raw id -> vector) to the reference; return raw -> stable."""
@@ -73,6 +81,7 @@ class StableIds:
                     mapping[r] = next(spare)
             self.mapping = mapping
         self.reference = {self.mapping[r]: list(centres[r]) for r in raw_ids}
+        self._inverse = None
         return dict(self.mapping)
 
 
@@ -318,14 +327,15 @@ class Clusters:
         return model.distances(values)
 
     def assign(self, values: Sequence[float], previous: int | None,
-               margin: float = 0.25, dist: Any = None) -> int:
+               margin: float = 0.25, dist: Any = None, nearest: int = -1) -> int:
         """:meth:`predict_values` then :meth:`sticky`, from one distance computation
-        (``dist``, when the caller has it)."""
+        (``dist`` and its ``nearest`` raw centre, when the caller has them)."""
         if dist is None:
             dist = self.distances(values)
-        if dist is None:
-            return self.sticky(values, self.predict_values(values), previous, margin)
-        raw_new = int(dist.argmin())
+            if dist is None:
+                return self.sticky(values, self.predict_values(values), previous, margin)
+            nearest = -1
+        raw_new = nearest if nearest >= 0 else int(dist.argmin())
         if raw_new not in self.ids.mapping:
             self.ids.relabel(self.model.centers)
         return self.sticky(values, self.ids.mapping[raw_new], previous, margin, dist)
@@ -343,10 +353,10 @@ class Clusters:
             dist = self.distances(values)
             if dist is None:
                 return new
-        raw_of = {stable: raw for raw, stable in self.ids.mapping.items()}
-        if previous not in raw_of or new not in raw_of:
+        raw_prev, raw_new = self.ids.raw_of(previous), self.ids.raw_of(new)
+        if raw_prev is None or raw_new is None:
             return new
-        keep = dist[raw_of[previous]] <= dist[raw_of[new]] * (1 + margin) ** 2
+        keep = dist[raw_prev] <= dist[raw_new] * (1 + margin) ** 2
         return previous if keep else new
 
     def learn_predict(self, row: Row) -> int:

@@ -65,8 +65,9 @@ def score_row(x: Any, is_log: Any, i_recency: int, i_first: int, i_orders: int,
               weights: Any, biases: Any, mean: Any, inv_std: Any, centres: Any,
               vals: Any, raw: Any, dist: Any) -> None:  # pragma: no cover - compiled
     """Transform ``x`` into ``vals``; ``raw[m] = biases[m] + weights[m] . vals`` for each
-    folded linear model; ``dist[j]`` the squared distance of the standardised ``vals``
-    to centre ``j`` (none when ``centres`` has no rows)."""
+    folded linear model and ``raw[-1]`` the nearest centre; ``dist[j]`` the squared
+    distance of the standardised ``vals`` to centre ``j`` (none when ``centres`` has no
+    rows)."""
     transform_row(x, is_log, i_recency, i_first, i_orders, vals)
     d = vals.shape[0]
     for m in range(weights.shape[0]):
@@ -74,12 +75,16 @@ def score_row(x: Any, is_log: Any, i_recency: int, i_first: int, i_orders: int,
         for i in range(d):
             s += weights[m, i] * vals[i]
         raw[m] = s
+    best = 0
     for j in range(centres.shape[0]):
         s = 0.0
         for i in range(d):
             t = centres[j, i] - (vals[i] - mean[i]) * inv_std[i]
             s += t * t
         dist[j] = s
+        if s < dist[best]:
+            best = j
+    raw[raw.shape[0] - 1] = best
 
 
 @njit(cache=True)
@@ -185,7 +190,7 @@ def warm_up() -> None:
     x = np.array([1.0, np.nan, 2.0])
     is_log = np.array([True, False, True])
     d, k = len(x) + 4, 2  # the transform appends four derived inputs
-    vals, raw, dist = np.empty(d), np.empty(2), np.empty(k)
+    vals, raw, dist = np.empty(d), np.empty(3), np.empty(k)
     score_row(x, is_log, 0, 1, 2, np.zeros((2, d)), np.zeros(2), np.zeros(d), np.ones(d),
               np.zeros((k, d)), vals, raw, dist)
     welford(vals, 1.0, np.zeros(d), np.zeros(d))

@@ -13,7 +13,7 @@ Examples
 >>> from models.learn.inputs import ROW_NAMES, compact, transform_values
 >>> x = compact({"orders_lifetime": 2.0, "recency_days": 3.0, "first_order_days": 40.0})
 >>> w = [0.1] * len(ROW_NAMES)
->>> vals, churn, value, dist = Scorer().run(x, Linear(w, 0.5), Linear(w, -1.0))
+>>> vals, churn, value, dist, nearest = Scorer().run(x, Linear(w, 0.5), Linear(w, -1.0))
 >>> abs(churn - Linear(w, 0.5).raw(transform_values(x))) < 1e-12, dist is None
 (True, True)
 """
@@ -46,15 +46,15 @@ class Scorer:
         self._weights: Any = None
         self._biases: Any = None
         self._vals = np.empty(len(ROW_NAMES))
-        self._raw = np.empty(2)
+        self._raw = np.empty(3)  # both models' raw scores, then the nearest centre
         self._dist = np.empty(0)
 
     def run(self, x: Compact, first: Linear, second: Linear, centres: Any = None,
-            mean: Any = None, inv_std: Any = None) -> tuple[Any, float, float, Any]:
-        """``(values, first.raw(values), second.raw(values), distances)``: the transformed
-        inputs (in ``ROW_NAMES`` order), both models' raw scores, and the squared
+            mean: Any = None, inv_std: Any = None) -> tuple[Any, float, float, Any, int]:
+        """``(values, first.raw(values), second.raw(values), distances, nearest)``: the
+        transformed inputs (in ``ROW_NAMES`` order), both models' raw scores, the squared
         distances of the standardised values (``(values - mean) * inv_std``) to each row
-        of ``centres`` (None without centres)."""
+        of ``centres`` and the row nearest (None and -1 without centres)."""
         if first is not self._first or second is not self._second:
             self._first, self._second = first, second
             self._weights = np.array([first.w, second.w], dtype=float)
@@ -64,7 +64,10 @@ class Scorer:
         elif len(self._dist) != len(centres):
             self._dist = np.empty(len(centres))
         raw, dist = self._raw, self._dist
-        kernels.score_row(np.array(x, dtype=float), self._is_log, I_RECENCY, I_FIRST_ORDER,
+        kernels.score_row(np.fromiter(x, float, len(x)), self._is_log, I_RECENCY, I_FIRST_ORDER,
                           I_ORDERS, self._weights, self._biases, mean, inv_std, centres,
                           self._vals, raw, dist)
-        return self._vals, float(raw[0]), float(raw[1]), dist if len(centres) else None
+        first_raw, second_raw, nearest = raw.tolist()
+        if not len(centres):
+            return self._vals, first_raw, second_raw, None, -1
+        return self._vals, first_raw, second_raw, dist, int(nearest)

@@ -162,18 +162,20 @@ class ModelSuite:
         not every scoring.
         """
         cfg = self.cfg
-        values, p, v, dist = self._arithmetic(x)
+        values, p, v, dist, nearest = self._arithmetic(x)
         previous = last_scored[M_TIER] if last_scored else None
         tier = tier_of(p, previous, high=cfg.tier_high, medium=cfg.tier_medium,
                        hysteresis=cfg.hysteresis)
-        self.value.observe(v)
-        pct = self.value.percentile(v)
+        value = self.value
+        value.observe(v)
+        pct = value.percentile(v)
         gap = DAY_MS
         c = -1
         if last_scored is None or as_of // gap != last_scored[M_AT] // gap:
             self._eligible += 1
             if self._eligible % cfg.cluster_learn_every == 0 or self.learned["clusters"] < 50:
                 c, dist = self.clusters.learn_distances(values)
+                nearest = -1
                 if self.learned["clusters"] % DESCRIBE_EVERY == 0:
                     self.clusters.describe(c, x)
                 self.learned["clusters"] += 1
@@ -181,18 +183,20 @@ class ModelSuite:
         if c >= 0:
             c = self.clusters.sticky(values, c, prev, cfg.cluster_margin, dist)
         elif cluster_due or prev is None or prev < 0:
-            c = self.clusters.assign(values, prev, cfg.cluster_margin, dist)
+            c = self.clusters.assign(values, prev, cfg.cluster_margin, dist, nearest)
         else:
             c = prev
         self.clusters.move(prev, c)
-        for m in MODELS:
-            self.scored[m] += 1
+        scored = self.scored
+        scored["churn"] += 1
+        scored["value"] += 1
+        scored["clusters"] += 1
         memo = [as_of, p, tier, v, pct, c, *x]
         return Scores(p, tier, previous, v, pct, c, True, memo)
 
-    def _arithmetic(self, x: Compact) -> tuple[Any, float, float, Any]:
-        """Transformed inputs, churn probability, predicted value and the squared
-        distances to the raw cluster centres (None when not at hand).
+    def _arithmetic(self, x: Compact) -> tuple[Any, float, float, Any, int]:
+        """Transformed inputs, churn probability, predicted value, the squared distances
+        to the raw cluster centres and the nearest (None and -1 when not at hand).
 
         The default models (logistic churn, sequential k-means) take one compiled call
         (:class:`~models.learn.scoring.Scorer`); the others score through river.
@@ -201,15 +205,15 @@ class ModelSuite:
         if self.churn.kind != "logistic" or not isinstance(model, SequentialKMeans):
             values = transform_values(x)
             return values, self.churn.predict_values(values), \
-                self.value.predict_values(values), None
+                self.value.predict_values(values), None, -1
         if model.centres is None:
-            values, churn, value, dist = self._scorer.run(x, self.churn.folded(),
-                                                          self.value.folded())
+            values, churn, value, dist, nearest = self._scorer.run(
+                x, self.churn.folded(), self.value.folded())
         else:
             mean, inv_std = model.scaling()
-            values, churn, value, dist = self._scorer.run(
+            values, churn, value, dist, nearest = self._scorer.run(
                 x, self.churn.folded(), self.value.folded(), model.centres, mean, inv_std)
-        return values, sigmoid(churn), self.value.from_raw(value), dist
+        return values, sigmoid(churn), self.value.from_raw(value), dist, nearest
 
     def top_features(self, scores: Scores) -> list[dict[str, Any]]:
         """The inputs pushing ``scores``' churn probability up most, for a churn alert.
