@@ -293,10 +293,13 @@ class Processor:
         The change ids depend only on the user and the due time, so a restarted worker
         that fires the same timer again produces the same records.
         """
-        if self.models is not None:
-            window_due = self.next_timer(state, due - 1)
-            if window_due != due:
-                return self._mature_labels(state, due, window_due)
+        g = self.timer_granularity_ms
+        if self.models is not None and (not g or due % g):
+            # Off the grid window timers are rounded to: only label snapshots are due.
+            # The next window timer is the first after the grid point below ``due``
+            # (those at or before it fired already, being earlier than ``due``).
+            return self._mature_labels(state, due, self.next_timer(state, due - due % g
+                                                                   if g else due))
         origin = {"topic": "timer", "partition": -1, "offset": due, "event_id": None,
                   "event_ts_ms": None, "punctuation": True}
         return self._evaluate(user_id, state, max(due, state.last_ts),

@@ -71,3 +71,28 @@ def test_dormant_after_sixty_days_without_order(processor):
     _, results = run(processor, [order(T0, "a", 10), order(T0 + 61 * DAY_MS, "b", 10)])
     kinds = {(c["segment"], c["change"]) for c in results[1].changes}
     assert ("new_customer", "exited") in kinds
+
+
+@pytest.mark.parametrize("with_models", [False, True])
+def test_timers_make_an_idle_buyer_dormant(with_models, tmp_path):
+    """Time alone moves a user into ``dormant``: the user's timers re-evaluate them, with
+    the models on as well (their label timers share the user's one timer)."""
+    from streams.config import Settings
+    from streams.runtime.app import build_models, build_processor
+
+    settings = Settings.from_env({"SEGSTREAM_MODELS_ENABLED": str(with_models).lower(),
+                                  "SEGSTREAM_TEXT_ANALYZER": "off",
+                                  "SEGSTREAM_MODEL_SNAPSHOT_DIR": str(tmp_path)})
+    proc = build_processor(settings, build_models(settings))
+    state, _ = run(proc, [order(T0 + 3_600_123, "a", 10)])
+    entered = []
+    for _ in range(50):  # fire the user's timers one after the other, as the runner does
+        due = state.timer_due
+        if not due or due > T0 + 100 * DAY_MS:
+            break
+        r = proc.fire_timer("u1", state, due)
+        state = r.state
+        entered += [(c["segment"], (c["at_ms"] - T0) // DAY_MS) for c in r.changes
+                    if c["change"] == "entered"]
+    # 60 days after the order, on the timer grid (a day)
+    assert [day for seg, day in entered if seg == "dormant"] == [60], entered
