@@ -58,6 +58,8 @@ ROW_NAMES: tuple[str, ...] = (*MODEL_FEATURES, "no_orders", "order_rate", "recen
                               "overdue")
 """Names of the transformed inputs: the raw features plus derived ones."""
 
+_ROW_INDEX = {name: i for i, name in enumerate(ROW_NAMES)}
+
 Compact = list[float | None]
 Row = dict[str, float]
 
@@ -91,10 +93,16 @@ def transform_values(x: Sequence[float | None]) -> list[float]:
     return out
 
 
-def raw(x: Sequence[float | None], name: str) -> float | None:
-    """One raw value of a compact list by feature name (derived ones: transformed)."""
+def raw(x: Sequence[float | None], name: str,
+        values: Sequence[float] | None = None) -> float | None:
+    """One raw value of a compact list by feature name (derived ones: transformed, from
+    ``values`` = ``transform_values(x)`` when the caller has it)."""
     i = _INDEX.get(name)
-    return transform(x).get(name) if i is None else x[i]
+    if i is not None:
+        return x[i]
+    if values is None:
+        values = transform_values(x)
+    return values[_ROW_INDEX[name]] if name in _ROW_INDEX else None
 
 
 def changed_materially(old: Sequence[float | None], new: Sequence[float | None],

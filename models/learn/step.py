@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from models.learn.alerts import churn_alert
-from models.learn.labels import Example, Pending, add_snapshot, next_due, on_order, on_watermark
+from models.learn.labels import P_T, Example, Pending, add_snapshot, on_order, on_watermark
 from models.learn.suite import M_X, ModelSuite, Scores
 
 
@@ -59,19 +59,22 @@ def user_step(suite: ModelSuite, user_id: str, features: Mapping[str, float | No
     :meth:`ModelSuite.score`).
     """
     cfg = suite.cfg
+    horizon = cfg.horizon_ms
     matured: list[Example] = []
-    if order is not None:
-        pending, found = on_order(pending, order[0], order[1], cfg)
+    if order is not None and pending:
+        pending, matured = on_order(pending, order[0], order[1], cfg)
+    if pending and pending[0][P_T] + horizon <= as_of:  # (on_watermark's own test, inlined)
+        pending, found = on_watermark(pending, as_of, cfg)
         matured += found
-    pending, found = on_watermark(pending, as_of, cfg)
-    matured += found
     scores = suite.tick(user_id, features, as_of, memo or None, cluster_due)
-    idle = features.get("last_seen_days") or 0.0
-    if scores.rescored and idle <= cfg.snapshot_idle_days:
-        pending = add_snapshot(pending, as_of, scores.memo[M_X:], cfg)
     alert = None
-    # an untrained model says about 0.5 for everyone: no alerts before it has learnt
-    if scores.entered_high and suite.learned["churn"] >= cfg.min_learned:
-        alert = churn_alert(user_id, as_of, scores.churn, scores.previous_tier,
-                            suite.top_features(scores), suite.model_version)
-    return Step(scores, pending, scores.memo, matured, alert, next_due(pending, cfg))
+    if scores.rescored:
+        idle = features.get("last_seen_days") or 0.0
+        if idle <= cfg.snapshot_idle_days:
+            pending = add_snapshot(pending, as_of, scores.memo[M_X:], cfg)
+        # an untrained model says about 0.5 for everyone: no alerts before it has learnt
+        if scores.entered_high and suite.learned["churn"] >= cfg.min_learned:
+            alert = churn_alert(user_id, as_of, scores.churn, scores.previous_tier,
+                                suite.top_features(scores), suite.model_version)
+    due = pending[0][P_T] + horizon if pending else None  # next_due(pending, cfg)
+    return Step(scores, pending, scores.memo, matured, alert, due)

@@ -222,9 +222,10 @@ class ModelSuite:
         memo's raw inputs, not on every scoring that enters the high tier.
         """
         x = scores.memo[M_X:]
-        return [{"feature": t["feature"], "value": raw(x, t["feature"]),
+        values = transform_values(x)
+        return [{"feature": t["feature"], "value": raw(x, t["feature"], values),
                  "contribution": t["contribution"]}
-                for t in self.churn.contributions_values(transform_values(x))]
+                for t in self.churn.contributions_values(values)]
 
     def cluster_reasons(self, cluster: int) -> list[dict[str, Any]]:
         """The distinctive features of ``cluster``, for a change record's reasons."""

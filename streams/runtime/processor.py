@@ -370,13 +370,12 @@ class Processor:
             step = user_step(self.models, user_id, features, as_of, state.pending,
                              state.scored or None, order, cluster_due)
             state.pending, state.scored = step.pending, step.memo
-            features.update(step.scores.features())
-            features["cluster"] = float(self._held_cluster(state, step.scores.cluster, as_of))
+            scores = step.scores
             learned, floor = self.models.learned, self.models.cfg.min_learned
-            if learned["churn"] < floor:
-                features["churn_score"] = None  # untrained: no tier (user_step: no alert)
-            if learned["value"] < floor:
-                features["value_pct"] = None
+            # untrained: no tier (and no alert, see user_step), no value percentile
+            features["churn_score"] = scores.churn if learned["churn"] >= floor else None
+            features["value_pct"] = scores.value_pct if learned["value"] >= floor else None
+            features["cluster"] = float(self._held_cluster(state, scores.cluster, as_of))
             if step.due:
                 due = min(due, step.due) if due else step.due
         found = self.policy.evaluate(state.segments, state.exited, features, as_of)
@@ -388,7 +387,7 @@ class Processor:
                 result.alerts = [step.alert]
         if not found:
             return result
-        scores = step.scores.as_dict() if step is not None else {}
+        record_scores = step.scores.as_dict() if step is not None else {}
         model_version = self.models.model_version if self.models is not None \
             else self.model_version
         members = sorted(state.segments)
@@ -404,7 +403,7 @@ class Processor:
                 "at_ms": as_of,
                 "reasons": [r.as_dict() for r in ch.reasons],
                 "segments": members,
-                "scores": scores,
+                "scores": record_scores,
                 "policy_version": self.policy.version,
                 "model_version": model_version,
                 "source": origin,
