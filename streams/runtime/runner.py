@@ -108,6 +108,7 @@ class Worker:
         self.models = processor.models
         self.model_metrics = model_metrics
         self._matured: list[Any] = []
+        self._change_counters: dict[tuple[str, str], Any] = {}
         self._max_ts = 0
         self._model_offsets: dict[str, int] = {}
         self._last_snapshot = time.monotonic()
@@ -367,9 +368,14 @@ class Worker:
     def _emit(self, part: int, key: bytes | None, result: Result) -> None:
         t = self.settings.topics
         members = self._members.setdefault(part, Counter())
+        counters = self._change_counters
         for ch in result.changes:
             self._produce(t.changes, key, dumps(ch))
-            self.metrics.changes.labels(ch["segment"], ch["change"]).inc()
+            label = (ch["segment"], ch["change"])
+            counter = counters.get(label)
+            if counter is None:  # labels() takes a lock and builds a key: once per pair
+                counter = counters[label] = self.metrics.changes.labels(*label)
+            counter.inc()
             members[ch["segment"]] += 1 if ch["change"] == "entered" else -1
         if result.current is not None:
             self._produce(t.current, key, dumps(result.current))
