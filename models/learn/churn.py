@@ -25,6 +25,7 @@ True
 
 from __future__ import annotations
 
+import heapq
 from typing import Any
 
 from river import forest, linear_model, optim, preprocessing, tree
@@ -115,8 +116,8 @@ class ChurnModel:
 
 def _top_positive(terms: list[tuple[float, str]], top: int) -> list[dict[str, Any]]:
     """The ``top`` largest positive ``(contribution, feature)`` terms, largest first."""
-    terms.sort(reverse=True)
-    return [{"feature": k, "contribution": round(c, 4)} for c, k in terms[:top] if c > 0]
+    return [{"feature": k, "contribution": round(c, 4)}
+            for c, k in heapq.nlargest(top, terms) if c > 0]
 
 
 def tier_of(p: float, previous: str | None, *, high: float, medium: float,

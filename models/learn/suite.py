@@ -218,8 +218,8 @@ class ModelSuite:
     def top_features(self, scores: Scores) -> list[dict[str, Any]]:
         """The inputs pushing ``scores``' churn probability up most, for a churn alert.
 
-        Computed only for an alert that is sent (a few per thousand scorings), from the
-        memo's raw inputs, not on every scoring that enters the high tier.
+        Computed only for an alert that is sent, from the memo's raw inputs, not on every
+        scoring that enters the high tier (an untrained model's included).
         """
         x = scores.memo[M_X:]
         values = transform_values(x)
