@@ -48,9 +48,13 @@ LABEL org.opencontainers.image.title="segstream" \
       org.opencontainers.image.description="Real-time customer segmentation on Apache Kafka" \
       org.opencontainers.image.licenses="Apache-2.0"
 
+# NUMBA_CACHE_DIR: the models' compiled kernels (models/learn/kernels.py) are compiled
+# when a worker starts (~3 s) and cached there; /tmp is writable here and in the
+# Kubernetes manifests (an emptyDir under a read-only root filesystem).
 ENV PATH=/opt/segstream/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
+    NUMBA_CACHE_DIR=/tmp/segstream-numba \
     SEGSTREAM_STATE_DIR=/var/lib/segstream \
     SEGSTREAM_METRICS_HOST=0.0.0.0 \
     SEGSTREAM_METRICS_PORT=9464

@@ -20,16 +20,31 @@ from the cache, by :func:`warm_up` at worker start, not on the first event.
 
 from __future__ import annotations
 
+import logging
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 from numba import njit
 
+log = logging.getLogger(__name__)
+
 LOG_LOSS, SQUARED_LOSS = 0, 1
 
 
-@njit(cache=True)
+def _compiled(fn: Callable[..., Any]) -> Any:
+    """``njit`` with numba's on-disk cache, or without it where no cache directory is
+    writable (the kernels are then compiled at every start, a few seconds)."""
+    try:
+        return njit(cache=True)(fn)
+    except RuntimeError as exc:  # "cannot cache function ...: no locator available"
+        log.warning("numba cannot cache %s (%s); set NUMBA_CACHE_DIR to a writable "
+                    "directory to keep compiled kernels across starts", fn.__name__, exc)
+        return njit(fn)
+
+
+@_compiled
 def transform_row(x: Any, is_log: Any, i_recency: int, i_first: int, i_orders: int,
                   out: Any) -> None:  # pragma: no cover - compiled
     """:func:`models.learn.inputs.transform_values` on a float array (NaN = None)."""
@@ -60,7 +75,7 @@ def transform_row(x: Any, is_log: Any, i_recency: int, i_first: int, i_orders: i
         out[n + 3] = 0.0
 
 
-@njit(cache=True)
+@_compiled
 def score_row(x: Any, is_log: Any, i_recency: int, i_first: int, i_orders: int,
               weights: Any, biases: Any, mean: Any, inv_std: Any, centres: Any,
               vals: Any, raw: Any, dist: Any) -> None:  # pragma: no cover - compiled
@@ -87,7 +102,7 @@ def score_row(x: Any, is_log: Any, i_recency: int, i_first: int, i_orders: int,
     raw[raw.shape[0] - 1] = best
 
 
-@njit(cache=True)
+@_compiled
 def welford(v: Any, n: float, mean: Any, m2: Any) -> None:  # pragma: no cover - compiled
     """Running mean and sum of squared deviations, ``n`` counting ``v`` already."""
     for i in range(v.shape[0]):
@@ -96,7 +111,7 @@ def welford(v: Any, n: float, mean: Any, m2: Any) -> None:  # pragma: no cover -
         m2[i] += delta * (v[i] - mean[i])
 
 
-@njit(cache=True)
+@_compiled
 def kmeans_step(v: Any, mean: Any, inv_std: Any, centres: Any, counts: Any,
                 min_rate: float, dist: Any) -> int:  # pragma: no cover - compiled
     """MacQueen's step: move the nearest centre towards the standardised ``v`` by
@@ -123,7 +138,7 @@ def kmeans_step(v: Any, mean: Any, inv_std: Any, centres: Any, counts: Any,
     return best
 
 
-@njit(cache=True)
+@_compiled
 def _glm_step(xs: Any, y: float, loss: int, w: Any, g2: Any, state: Any, lr: float,
               eps: float, l2: float, intercept_lr: float,
               clip: float) -> None:  # pragma: no cover - compiled
@@ -154,7 +169,7 @@ def _glm_step(xs: Any, y: float, loss: int, w: Any, g2: Any, state: Any, lr: flo
     state[1] += 1.0
 
 
-@njit(cache=True)
+@_compiled
 def glm_learn(rows: Any, start: int, stop: int, counts: Any, means: Any, variances: Any,
               y_churn: Any, churn_w: Any, churn_g2: Any, churn_state: Any, churn_hp: Any,
               y_value: Any, value_w: Any, value_g2: Any, value_state: Any,
