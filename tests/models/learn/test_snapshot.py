@@ -70,3 +70,25 @@ def test_counter_increases_and_old_snapshots_are_pruned(tmp_path: Path) -> None:
     restarted, meta = load_newest_valid(tmp_path) or (None, {})
     assert restarted is not None and meta["offsets"] == {"p/0": 3}
     assert restarted.model_version.startswith("t-4-")
+
+
+def test_snapshot_written_before_the_compiled_kernels_loads_and_scores(tmp_path: Path
+                                                                       ) -> None:
+    """Snapshots of the previous version: a list as the value reference sample, no refit
+    schedule in the k-means learner, no inverse of the stable cluster ids."""
+    suite = _trained(600)
+    features = {"orders_lifetime": 2.0, "recency_days": 3.0, "first_order_days": 40.0}
+    for i in range(2500):  # past the k-means warm-up, so the clusters have centres
+        suite.tick(f"u{i}", {**features, "clicks_30d": float(i % 13)}, i * 86_400_000, None)
+    value, km = suite.value, suite.clusters.model
+    percentile = value.percentile(5.0)
+    value.__dict__["_ring"] = value._ring[:value._size].tolist()
+    del value.__dict__["_size"]
+    del km.__dict__["_next_refit"], km.__dict__["_refitted"]
+    suite.clusters.ids.__dict__.pop("_inverse", None)
+    loaded, _ = read(save(suite, tmp_path, {}))
+    assert loaded.value.percentile(5.0) == percentile
+    loaded.value.observe(1.0)
+    assert loaded.clusters.model.centres is not None
+    s = loaded.tick("new", features, 10**12, None)
+    assert s.rescored and s.cluster >= 0 and 0.0 <= s.value_pct <= 1.0
