@@ -90,16 +90,24 @@ def score_row(x: Any, is_log: Any, i_recency: int, i_first: int, i_orders: int,
         for i in range(d):
             s += weights[m, i] * vals[i]
         raw[m] = s
+    raw[raw.shape[0] - 1] = nearest(vals, mean, inv_std, centres, dist)
+
+
+@_compiled
+def nearest(v: Any, mean: Any, inv_std: Any, centres: Any,
+            dist: Any) -> int:  # pragma: no cover - compiled
+    """The first centre nearest to the standardised ``v``; ``dist`` gets every centre's
+    squared distance."""
     best = 0
     for j in range(centres.shape[0]):
         s = 0.0
-        for i in range(d):
-            t = centres[j, i] - (vals[i] - mean[i]) * inv_std[i]
+        for i in range(v.shape[0]):
+            t = centres[j, i] - (v[i] - mean[i]) * inv_std[i]
             s += t * t
         dist[j] = s
         if s < dist[best]:
             best = j
-    raw[raw.shape[0] - 1] = best
+    return best
 
 
 @_compiled
@@ -116,16 +124,8 @@ def kmeans_step(v: Any, mean: Any, inv_std: Any, centres: Any, counts: Any,
                 min_rate: float, dist: Any) -> int:  # pragma: no cover - compiled
     """MacQueen's step: move the nearest centre towards the standardised ``v`` by
     ``max(1 / n_j, min_rate)``; ``dist`` gets every centre's squared distance after it."""
-    k, d = centres.shape
-    best = 0
-    for j in range(k):
-        s = 0.0
-        for i in range(d):
-            t = centres[j, i] - (v[i] - mean[i]) * inv_std[i]
-            s += t * t
-        dist[j] = s
-        if s < dist[best]:
-            best = j
+    d = centres.shape[1]
+    best = nearest(v, mean, inv_std, centres, dist)
     counts[best] += 1.0
     rate = max(1.0 / counts[best], min_rate)
     s = 0.0

@@ -35,7 +35,8 @@ def test_order_inside_the_horizon_matures_as_retained_with_its_spend() -> None:
     assert s.due == 35 * DAY
 
 
-def test_alert_when_entering_high_tier_and_not_again() -> None:
+def _trained() -> ModelSuite:
+    """A suite whose churn model has learnt that a long recency means churn."""
     suite = _suite()
     examples: list[Example] = []
     for i in range(400):
@@ -45,6 +46,11 @@ def test_alert_when_entering_high_tier_and_not_again() -> None:
         examples.append((x, i % 2, 0.0))
     for _ in range(5):
         suite.learn(examples)
+    return suite
+
+
+def test_alert_when_entering_high_tier_and_not_again() -> None:
+    suite = _trained()
     first = user_step(suite, "u", _user(1.0), 0, [], None)
     assert first.alert is None and first.scores.churn_tier == "low"
     s = user_step(suite, "u", _user(300.0), DAY, first.pending, first.memo)
@@ -61,15 +67,7 @@ def test_long_idle_users_stop_arming_label_timers() -> None:
 
 
 def test_no_alert_before_the_churn_model_has_learnt_enough() -> None:
-    suite = _suite()
-    examples: list[Example] = []
-    for i in range(400):
-        x: list[float | None] = [0.0] * len(MODEL_FEATURES)
-        rec = 300.0 if i % 2 else 1.0
-        x[I_REC], x[I_LIFE] = rec, rec + 10.0
-        examples.append((x, i % 2, 0.0))
-    for _ in range(5):
-        suite.learn(examples)
+    suite = _trained()
     strict = ModelSuite(replace(suite.cfg, min_learned=suite.learned["churn"] + 1))
     strict.churn, strict.scaler, strict.learned = suite.churn, suite.scaler, suite.learned
     s = user_step(strict, "u", _user(300.0), DAY, [], None)
