@@ -189,8 +189,10 @@ class SequentialKMeans:
 
     def distances(self, values: Sequence[float] | Any) -> Any:
         """Squared distance of the standardised ``values`` to every centre."""
-        d = self.centres - self._z(np.asarray(values, dtype=float))
-        return np.einsum("ij,ij->i", d, d)
+        mean, inv_std = self.scaling()
+        dist = np.empty(self.k)
+        kernels.nearest(np.asarray(values, dtype=float), mean, inv_std, self.centres, dist)
+        return dist
 
     def _refit(self) -> None:
         """Batch k-means over the recent window, from the current centres and from fresh
@@ -311,10 +313,6 @@ class Clusters:
         names = self._features()
         return {c: [float(v.get(n, 0.0)) for n in names] for c, v in self.model.centers.items()}
 
-    def learn_predict_values(self, values: Sequence[float]) -> int:
-        """:meth:`learn_predict` on :func:`~models.learn.inputs.transform_values` output."""
-        return self.learn_distances(values)[0]
-
     def learn_distances(self, values: Sequence[float]) -> tuple[int, Any]:
         """Learn one point; return its stable id (-1 while warming up) and, for the
         sequential learner, the squared distance to every raw centre (else None)."""
@@ -373,7 +371,7 @@ class Clusters:
     def learn_predict(self, row: Row) -> int:
         """Learn from one scored row and return its stable cluster id."""
         if isinstance(self.model, SequentialKMeans):
-            return self.learn_predict_values([row[n] for n in ROW_NAMES])
+            return self.learn_distances([row[n] for n in ROW_NAMES])[0]
         self.scaler.learn_one(row)
         xs = self.scaler.transform_one(row)
         self.model.learn_one(xs)

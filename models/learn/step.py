@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from models.learn.alerts import churn_alert
-from models.learn.labels import P_T, Example, Pending, add_snapshot, on_order, on_watermark
+from models.learn.labels import Example, Pending, add_snapshot, next_due, on_order, on_watermark
 from models.learn.suite import M_X, ModelSuite, Scores
 
 
@@ -59,12 +59,11 @@ def user_step(suite: ModelSuite, user_id: str, features: Mapping[str, float | No
     :meth:`ModelSuite.score`).
     """
     cfg = suite.cfg
-    horizon = cfg.horizon_ms
     matured: list[Example] = []
-    if order is not None and pending:
+    if order is not None:
         pending, matured = on_order(pending, order[0], order[1], cfg)
-    if pending and pending[0][P_T] + horizon <= as_of:  # (on_watermark's own test, inlined)
-        pending, found = on_watermark(pending, as_of, cfg)
+    pending, found = on_watermark(pending, as_of, cfg)
+    if found:
         matured += found
     scores = suite.tick(user_id, features, as_of, memo or None, cluster_due)
     alert = None
@@ -76,5 +75,4 @@ def user_step(suite: ModelSuite, user_id: str, features: Mapping[str, float | No
         if scores.entered_high and suite.learned["churn"] >= cfg.min_learned:
             alert = churn_alert(user_id, as_of, scores.churn, scores.previous_tier,
                                 suite.top_features(scores), suite.model_version)
-    due = pending[0][P_T] + horizon if pending else None  # next_due(pending, cfg)
-    return Step(scores, pending, scores.memo, matured, alert, due)
+    return Step(scores, pending, scores.memo, matured, alert, next_due(pending, cfg))
