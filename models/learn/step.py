@@ -9,7 +9,8 @@ the user entered the high tier, and the time of the user's next label timer.
 Order of the steps: the order (if any) is counted in the pending snapshots first, then
 everything due by ``as_of`` matures, then the user is scored (debounced), and a rescored
 user gets a new label snapshot, unless idle for more than ``cfg.snapshot_idle_days``
-(so timers of long-gone users stop re-arming).
+(so timers of long-gone users stop re-arming). A customer (one order or more) whose
+rescoring enters the high churn tier gets an ``alerts.churn`` record.
 
 Examples
 --------
@@ -71,8 +72,11 @@ def user_step(suite: ModelSuite, user_id: str, features: Mapping[str, float | No
         idle = features.get("last_seen_days") or 0.0
         if idle <= cfg.snapshot_idle_days:
             pending = add_snapshot(pending, as_of, scores.memo[M_X:], cfg)
-        # an untrained model says about 0.5 for everyone: no alerts before it has learnt
-        if scores.entered_high and suite.learned["churn"] >= cfg.min_learned:
+        # An untrained model says about 0.5 for everyone: no alerts before it has learnt.
+        # Churn is a customer leaving: a visitor who never ordered gets no win-back alert
+        # (nor the churn_risk segments, whose rules ask for an order as well).
+        if scores.entered_high and suite.learned["churn"] >= cfg.min_learned \
+                and (features.get("orders_lifetime") or 0.0) >= 1.0:
             alert = churn_alert(user_id, as_of, scores.churn, scores.previous_tier,
                                 suite.top_features(scores), suite.model_version)
     return Step(scores, pending, scores.memo, matured, alert, next_due(pending, cfg))

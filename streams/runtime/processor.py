@@ -128,14 +128,25 @@ def _last_order_ts(state: UserState) -> int:
 
 
 _DAY_PREFIX: dict[int, str] = {}
+_ISO: dict[int, str] = {}
+_ISO_MAX = 1 << 17
 
 
 def iso(ms: int) -> str:
-    """``2026-12-05T01:02:03.004Z``; the date part is memoised per day (hot for changes).
+    """``2026-12-05T01:02:03.004Z``, memoised.
+
+    Why: every change and current record formats the ``since`` of each of the user's
+    segments, the same few instants over and over; with the models on (cluster and churn
+    tier segments) that was 130k formattings per 100k events.
 
     >>> iso(0), iso(86_399_999)
     ('1970-01-01T00:00:00.000Z', '1970-01-01T23:59:59.999Z')
     """
+    text = _ISO.get(ms)
+    if text is not None:
+        return text
+    if len(_ISO) >= _ISO_MAX:
+        _ISO.clear()
     day, rest = divmod(ms, _DAY)
     prefix = _DAY_PREFIX.get(day)
     if prefix is None:
@@ -146,7 +157,8 @@ def iso(ms: int) -> str:
     sec, milli = divmod(rest, 1000)
     h, sec = divmod(sec, 3600)
     m, sec = divmod(sec, 60)
-    return f"{prefix}{h:02d}:{m:02d}:{sec:02d}.{milli:03d}Z"
+    text = _ISO[ms] = f"{prefix}{h:02d}:{m:02d}:{sec:02d}.{milli:03d}Z"
+    return text
 
 
 def change_id(source: Source, user_id: str, segment: str, change: str) -> str:
@@ -391,6 +403,7 @@ class Processor:
         model_version = self.models.model_version if self.models is not None \
             else self.model_version
         members = sorted(state.segments)
+        at = iso(as_of)
         result.changes = changes = []
         for ch in found:
             rec: dict[str, Any] = {
@@ -399,7 +412,7 @@ class Processor:
                 "user_id": user_id,
                 "segment": ch.segment,
                 "change": ch.change,
-                "at": iso(as_of),
+                "at": at,
                 "at_ms": as_of,
                 "reasons": [r.as_dict() for r in ch.reasons],
                 "segments": members,

@@ -20,9 +20,9 @@ def _suite() -> ModelSuite:
                               debounce_s=0, clusters=2))
 
 
-def _user(recency: float, seen: float = 0.0) -> dict[str, float]:
+def _user(recency: float, seen: float = 0.0, orders: float = 1.0) -> dict[str, float]:
     return {"recency_days": recency, "first_order_days": recency + 10.0,
-            "orders_lifetime": 1.0, "last_seen_days": seen}
+            "orders_lifetime": orders, "last_seen_days": seen}
 
 
 def test_order_inside_the_horizon_matures_as_retained_with_its_spend() -> None:
@@ -71,5 +71,12 @@ def test_no_alert_before_the_churn_model_has_learnt_enough() -> None:
     strict = ModelSuite(replace(suite.cfg, min_learned=suite.learned["churn"] + 1))
     strict.churn, strict.scaler, strict.learned = suite.churn, suite.scaler, suite.learned
     s = user_step(strict, "u", _user(300.0), DAY, [], None)
+    assert s.scores.churn_tier == "high" and s.scores.entered_high and s.alert is None
+    assert user_step(suite, "u", _user(300.0), DAY, [], None).alert is not None
+
+
+def test_no_churn_alert_for_a_visitor_who_never_ordered() -> None:
+    suite = _trained()
+    s = user_step(suite, "u", _user(300.0, orders=0.0), DAY, [], None)
     assert s.scores.churn_tier == "high" and s.scores.entered_high and s.alert is None
     assert user_step(suite, "u", _user(300.0), DAY, [], None).alert is not None
