@@ -46,7 +46,7 @@ class ModelConfig:
     tier_medium: float = 0.4
     hysteresis: float = 0.05
     debounce_s: int = 86_400
-    max_staleness_s: int = 86_400
+    max_staleness_s: int = 604_800
     materiality: float = 0.1
     snapshot_gap_s: int = 604_800
     max_pending: int = 8

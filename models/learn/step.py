@@ -51,13 +51,15 @@ class Step:
 
 def user_step(suite: ModelSuite, user_id: str, features: Mapping[str, float | None],
               as_of: int, pending: Pending, memo: list[Any] | None,
-              order: tuple[int, float] | None = None, cluster_due: bool = True) -> Step:
+              order: tuple[int, float] | None = None, cluster_due: bool = True,
+              behaviour: bool = True) -> Step:
     """Labels, scoring and the label snapshot for one user at ``as_of``.
 
     ``order`` is ``(order_ts, amount)`` for a purchase event (placed, paid or delivered
     and not cancelled; the amount the value model should learn), else None.
     ``cluster_due`` False says the caller's cluster segment cannot switch now (see
-    :meth:`ModelSuite.score`).
+    :meth:`ModelSuite.score`). ``behaviour`` False says only time has passed (a timer):
+    the scores are then refreshed only once stale (see :meth:`ModelSuite.tick`).
     """
     cfg = suite.cfg
     matured: list[Example] = []
@@ -66,7 +68,7 @@ def user_step(suite: ModelSuite, user_id: str, features: Mapping[str, float | No
     pending, found = on_watermark(pending, as_of, cfg)
     if found:
         matured += found
-    scores = suite.tick(user_id, features, as_of, memo or None, cluster_due)
+    scores = suite.tick(user_id, features, as_of, memo or None, cluster_due, behaviour)
     alert = None
     if scores.rescored:
         idle = features.get("last_seen_days") or 0.0

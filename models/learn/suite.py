@@ -133,17 +133,28 @@ class ModelSuite:
 
     # --- scoring --------------------------------------------------------------------
     def tick(self, user_id: str, features: Mapping[str, float | None], as_of: int,
-             last_scored: list[Any] | None, cluster_due: bool = True) -> Scores:
+             last_scored: list[Any] | None, cluster_due: bool = True,
+             behaviour: bool = True) -> Scores:
         """Score the user unless debounced; ``last_scored`` is the memo kept on the state.
 
-        Rescored when never scored, when ``max_staleness`` has passed, or when at least
+        Rescored when never scored, when ``max_staleness`` has passed, or, for new
+        behaviour (``behaviour``: an event, an enriched review), when at least
         ``debounce`` has passed and an input changed materially.
+
+        Time passing alone (a timer, ``behaviour=False``) rescores only a stale score:
+        a window emptying moves the windowed counts without any new behaviour, and the
+        days-since inputs move every day; both are what ``max_staleness`` is for.
+        Without this every window boundary of every user (a day, a week, a month after
+        the last click) was a rescoring: two thirds of all scorings.
         """
-        if last_scored and as_of - last_scored[M_AT] < self.cfg.debounce_ms:
-            return _from_memo(last_scored)
+        cfg = self.cfg
+        if last_scored:
+            age = as_of - last_scored[M_AT]
+            if age < cfg.max_staleness_ms and (not behaviour or age < cfg.debounce_ms):
+                return _from_memo(last_scored)
         x = compact(features)
-        if last_scored and as_of - last_scored[M_AT] < self.cfg.max_staleness_ms and (
-                not changed_materially(last_scored[M_X:], x, self.cfg.materiality)):
+        if last_scored and age < cfg.max_staleness_ms and (
+                not changed_materially(last_scored[M_X:], x, cfg.materiality)):
             return _from_memo(last_scored)
         return self.score(x, as_of, last_scored, cluster_due)
 

@@ -315,7 +315,7 @@ class Processor:
         origin = {"topic": "timer", "partition": -1, "offset": due, "event_id": None,
                   "event_ts_ms": None, "punctuation": True}
         return self._evaluate(user_id, state, max(due, state.last_ts),
-                              Source("timer", -1, due), origin)
+                              Source("timer", -1, due), origin, behaviour=False)
 
     def _mature_labels(self, state: UserState, due: int, window_due: int) -> Result:
         """A timer that is due only for label snapshots (no feature window changes now):
@@ -368,10 +368,14 @@ class Processor:
         origin = {"topic": source.topic, "partition": source.partition,
                   "offset": source.offset, "event_id": None, "event_ts_ms": None,
                   "punctuation": True}
-        return self._evaluate(user_id, state, max(as_of, state.last_ts), source, origin)
+        return self._evaluate(user_id, state, max(as_of, state.last_ts), source, origin,
+                              behaviour=False)
 
     def _evaluate(self, user_id: str, state: UserState, as_of: int, source: Source,
-                  origin: dict[str, Any], order: tuple[int, float] | None = None) -> Result:
+                  origin: dict[str, Any], order: tuple[int, float] | None = None, *,
+                  behaviour: bool = True) -> Result:
+        """``behaviour`` False: time passing alone (a timer, a final tick); the models
+        then rescore only a stale score (:meth:`ModelSuite.tick`)."""
         features = vector(state, as_of, self.feature_config)
         due = self.next_timer(state, as_of)
         step = None
@@ -380,7 +384,7 @@ class Processor:
             # While the held cluster cannot switch, a new assignment is not needed.
             cluster_due = not held or as_of - held[1] >= self._cluster_hold_ms
             step = user_step(self.models, user_id, features, as_of, state.pending,
-                             state.scored or None, order, cluster_due)
+                             state.scored or None, order, cluster_due, behaviour)
             state.pending, state.scored = step.pending, step.memo
             scores = step.scores
             learned, floor = self.models.learned, self.models.cfg.min_learned

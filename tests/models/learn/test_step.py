@@ -17,7 +17,7 @@ I_LIFE = MODEL_FEATURES.index("first_order_days")
 
 def _suite() -> ModelSuite:
     return ModelSuite(replace(ModelConfig(), horizon_days=30, snapshot_gap_s=86_400,
-                              debounce_s=0, clusters=2))
+                              debounce_s=0, max_staleness_s=86_400, clusters=2))
 
 
 def _user(recency: float, seen: float = 0.0, orders: float = 1.0) -> dict[str, float]:

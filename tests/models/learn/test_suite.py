@@ -56,6 +56,18 @@ def test_debounce_and_materiality() -> None:
     assert suite.scored["churn"] == 3
 
 
+def test_time_alone_rescores_only_a_stale_score() -> None:
+    suite = ModelSuite(replace(ModelConfig(), clusters=2, debounce_s=3600,
+                               max_staleness_s=3 * 86_400, materiality=0.1))
+    f = {"orders_lifetime": 2.0, "recency_days": 3.0, "clicks_24h": 9.0}
+    s = suite.tick("u", f, 0, None)
+    # the day window emptied: a material change, but no new behaviour
+    idle = {**f, "clicks_24h": 0.0, "recency_days": 4.0}
+    assert not suite.tick("u", idle, 24 * HOUR, s.memo, behaviour=False).rescored
+    assert suite.tick("u", idle, 24 * HOUR, s.memo).rescored  # the same change on an event
+    assert suite.tick("u", idle, 72 * HOUR, s.memo, behaviour=False).rescored  # stale
+
+
 def test_tiers_have_hysteresis() -> None:
     kw = {"high": 0.7, "medium": 0.4, "hysteresis": 0.05}
     seq, tier = [], None
