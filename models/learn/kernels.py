@@ -76,6 +76,14 @@ def transform_row(x: Any, is_log: Any, i_recency: int, i_first: int, i_orders: i
 
 
 @_compiled
+def transform_rows(xs: Any, is_log: Any, i_recency: int, i_first: int, i_orders: int,
+                   out: Any) -> None:  # pragma: no cover - compiled
+    """:func:`transform_row` for each row of ``xs`` into the same row of ``out``."""
+    for r in range(xs.shape[0]):
+        transform_row(xs[r], is_log, i_recency, i_first, i_orders, out[r])
+
+
+@_compiled
 def score_row(x: Any, is_log: Any, i_recency: int, i_first: int, i_orders: int,
               weights: Any, biases: Any, mean: Any, inv_std: Any, centres: Any,
               vals: Any, raw: Any, dist: Any) -> None:  # pragma: no cover - compiled
@@ -208,6 +216,7 @@ def warm_up() -> None:
     vals, raw, dist = np.empty(d), np.empty(3), np.empty(k)
     score_row(x, is_log, 0, 1, 2, np.zeros((2, d)), np.zeros(2), np.zeros(d), np.ones(d),
               np.zeros((k, d)), vals, raw, dist)
+    transform_rows(x.reshape(1, -1), is_log, 0, 1, 2, np.empty((1, d)))
     welford(vals, 1.0, np.zeros(d), np.zeros(d))
     kmeans_step(vals, np.zeros(d), np.ones(d), np.zeros((k, d)), np.ones(k), 0.05, dist)
     hp = np.array([0.01, 1e-8, 1e-4, 0.01, 1e12])

@@ -29,6 +29,7 @@ from models.learn.compiled import Linear
 from models.learn.inputs import I_FIRST_ORDER, I_ORDERS, I_RECENCY, IS_LOG, ROW_NAMES, Compact
 
 _NO_CENTRES = np.zeros((0, len(ROW_NAMES)))
+_IS_LOG = np.array(IS_LOG, dtype=np.bool_)
 _ZEROS = np.zeros(len(ROW_NAMES))
 
 
@@ -40,7 +41,6 @@ class Scorer:
     """
 
     def __init__(self) -> None:
-        self._is_log = np.array(IS_LOG, dtype=np.bool_)
         self._first: Linear | None = None
         self._second: Linear | None = None
         self._weights: Any = None
@@ -64,10 +64,19 @@ class Scorer:
         elif len(self._dist) != len(centres):
             self._dist = np.empty(len(centres))
         raw, dist = self._raw, self._dist
-        kernels.score_row(np.fromiter(x, float, len(x)), self._is_log, I_RECENCY, I_FIRST_ORDER,
+        kernels.score_row(np.fromiter(x, float, len(x)), _IS_LOG, I_RECENCY, I_FIRST_ORDER,
                           I_ORDERS, self._weights, self._biases, mean, inv_std, centres,
                           self._vals, raw, dist)
         first_raw, second_raw, nearest = raw.tolist()
         if not len(centres):
             return self._vals, first_raw, second_raw, None, -1
         return self._vals, first_raw, second_raw, dist, int(nearest)
+
+
+def transform_batch(xs: list[Compact]) -> Any:
+    """:func:`~models.learn.inputs.transform_values` of many compact lists at once, as
+    the rows of one array (``ROW_NAMES`` columns): what a learning batch starts from."""
+    raw = np.array(xs, dtype=float).reshape(len(xs), -1)  # None becomes NaN
+    out = np.empty((len(xs), len(ROW_NAMES)))
+    kernels.transform_rows(raw, _IS_LOG, I_RECENCY, I_FIRST_ORDER, I_ORDERS, out)
+    return out

@@ -49,7 +49,7 @@ from models.learn.inputs import (
     transform_values,
 )
 from models.learn.labels import Example
-from models.learn.scoring import Scorer
+from models.learn.scoring import Scorer, transform_batch
 from models.learn.value import ValueModel
 
 log = logging.getLogger(__name__)
@@ -263,12 +263,14 @@ class ModelSuite:
         batch = [e for e in examples if e[1] is not None or e[2] is not None]
         if not batch:
             return detections
-        # 1. test: the models as they were before this batch
-        values = [transform_values(x) for x, _, _ in batch]
-        churn_before = [self.churn.predict_values(v) if e[1] is not None else 0.0
-                        for v, e in zip(values, batch, strict=True)]
-        value_before = [self.value.predict_values(v) if e[2] is not None else 0.0
-                        for v, e in zip(values, batch, strict=True)]
+        # 1. test: the models as they were before this batch (one compiled transform
+        #    of the whole batch, both linear models as matrix products)
+        values = transform_batch([e[0] for e in batch])
+        churn_before = self._churn_scores(values)
+        value_fold = self.value.folded()
+        from_raw = self.value.from_raw
+        value_before = [from_raw(y) for y in
+                        (values @ np.array(value_fold.w) + value_fold.b).tolist()]
         # 2. the metrics and drift monitors, which read only those scores; a detection
         #    splits the batch where the drift policy acts
         cuts: list[tuple[int, str]] = []
@@ -302,8 +304,14 @@ class ModelSuite:
                         d["model"], d["at_ms"], self.cfg.drift_policy, d["detail"])
         return detections
 
-    def _train(self, batch: list[Example], values: list[list[float]], start: int,
-               stop: int) -> None:
+    def _churn_scores(self, values: Any) -> list[float]:
+        """The churn model's probabilities for rows of transformed inputs."""
+        if self.churn.kind != "logistic":
+            return [self.churn.predict_values(row) for row in values.tolist()]
+        fold = self.churn.folded()
+        return [sigmoid(z) for z in (values @ np.array(fold.w) + fold.b).tolist()]
+
+    def _train(self, batch: list[Example], values: Any, start: int, stop: int) -> None:
         """``learn_one`` on examples ``start:stop``: the shared scaler, then each model
         with a label; compiled (:mod:`models.learn.fastlearn`) for the default learners."""
         churn, value, scaler = self.churn, self.value, self.scaler
@@ -311,7 +319,7 @@ class ModelSuite:
         self.learned["churn"] += sum(1 for e in part if e[1] is not None)
         self.learned["value"] += sum(1 for e in part if e[2] is not None)
         if fastlearn.supported(churn.clf) and fastlearn.supported(value.reg):
-            rows = np.array(values[start:stop], dtype=float)
+            rows = values[start:stop]
             y_churn = np.array([np.nan if e[1] is None else float(e[1]) for e in part])
             y_value = np.array([np.nan if e[2] is None else math.log1p(max(e[2], 0.0))
                                 for e in part])
@@ -320,7 +328,7 @@ class ModelSuite:
             return
         for i in range(start, stop):
             _x, churn_label, value_label = batch[i]
-            row = dict(zip(ROW_NAMES, values[i], strict=True))
+            row = dict(zip(ROW_NAMES, values[i].tolist(), strict=True))
             scaler.learn_one(row)
             xs = scaler.transform_one(row)
             if churn_label is not None:

@@ -11,7 +11,7 @@ import pytest
 from models.learn import kernels
 from models.learn.compiled import Linear
 from models.learn.inputs import MODEL_FEATURES, ROW_NAMES, transform_values
-from models.learn.scoring import Scorer
+from models.learn.scoring import Scorer, transform_batch
 
 
 def _inputs(rng: random.Random) -> list[float | None]:
@@ -42,6 +42,17 @@ def test_scoring_matches_the_interpreted_transform_models_and_distances() -> Non
         assert dist.tolist() == pytest.approx(want.tolist(), rel=1e-9)
         assert nearest == int(want.argmin())
     assert scorer.run(_inputs(rng), churn, value)[3:] == (None, -1)
+
+
+def test_batch_transform_matches_the_interpreted_transform_row_by_row() -> None:
+    rng = random.Random(11)
+    xs = [_inputs(rng) for _ in range(50)]
+    for x in xs[::3]:
+        x[MODEL_FEATURES.index("recency_days")] = None
+    got = transform_batch(xs)
+    assert got.shape == (50, len(ROW_NAMES))
+    for row, x in zip(got.tolist(), xs, strict=True):
+        assert row == pytest.approx(transform_values(x), rel=1e-12, abs=1e-12)
 
 
 def test_kmeans_step_moves_the_nearest_centre_like_macqueen() -> None:
