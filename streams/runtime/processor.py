@@ -306,12 +306,14 @@ class Processor:
         that fires the same timer again produces the same records.
         """
         g = self.timer_granularity_ms
-        if self.models is not None and (not g or due % g):
-            # Off the grid window timers are rounded to: only label snapshots are due.
-            # The next window timer is the first after the grid point below ``due``
-            # (those at or before it fired already, being earlier than ``due``).
-            return self._mature_labels(state, due, self.next_timer(state, due - due % g
-                                                                   if g else due))
+        if self.models is not None:
+            # Window timers sit on the grid, label snapshots fall due anywhere (on the
+            # grid too: a timer's rescoring takes its snapshot there). The first window
+            # timer after the grid step before ``due`` says whether one is due now; the
+            # earlier ones fired already, being earlier than ``due``.
+            window_due = self.next_timer(state, due - (due % g or g)) if g else 0
+            if window_due != due:
+                return self._mature_labels(state, due, window_due)
         origin = {"topic": "timer", "partition": -1, "offset": due, "event_id": None,
                   "event_ts_ms": None, "punctuation": True}
         return self._evaluate(user_id, state, max(due, state.last_ts),

@@ -96,3 +96,28 @@ def test_timers_make_an_idle_buyer_dormant(with_models, tmp_path):
                     if c["change"] == "entered"]
     # 60 days after the order, on the timer grid (a day)
     assert [day for seg, day in entered if seg == "dormant"] == [60], entered
+
+
+def test_a_label_timer_on_the_grid_only_matures_labels(tmp_path):
+    """A label snapshot can fall due on the timer grid (a timer's rescoring takes it
+    there) where no feature window changes: that timer matures the label and does not
+    re-evaluate the user."""
+    from streams.config import Settings
+    from streams.runtime.app import build_models, build_processor
+
+    settings = Settings.from_env({"SEGSTREAM_MODELS_ENABLED": "true",
+                                  "SEGSTREAM_TEXT_ANALYZER": "off",
+                                  "SEGSTREAM_MODEL_SNAPSHOT_DIR": str(tmp_path)})
+    proc = build_processor(settings, build_models(settings))
+    state, _ = run(proc, [order(T0 + 3_600_123, "a", 10)])
+    grid = -(-T0 // DAY_MS) * DAY_MS
+    # a snapshot on the grid five days later; its horizon ends 35 days after the order,
+    # where none of the user's windows (1, 7, 30, 60 ... days) ends
+    state.pending = [[grid + 5 * DAY_MS, 0, 0.0, 0, *state.pending[0][4:]]]
+    due = grid + 5 * DAY_MS + proc.models.cfg.horizon_ms
+    assert proc.next_timer(state, due - DAY_MS) != due
+    scored = list(state.scored)
+    r = proc.fire_timer("u1", state, due)
+    assert [m[1] for m in r.matured] == [1] and r.changes == []
+    assert r.state.scored == scored and r.state.pending == []
+    assert r.state.timer_due == proc.next_timer(state, due)
