@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 
@@ -53,9 +53,12 @@ _UNIT_MS = {"s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_80
 NAME = re.compile(r"^[a-z][a-z0-9_.]{0,63}$")
 
 
-@dataclass(frozen=True)
-class Reason:
-    """One condition that held: the feature, its value, the operator and the threshold."""
+class Reason(NamedTuple):
+    """One condition that held: the feature, its value, the operator and the threshold.
+
+    A named tuple, as is :class:`SegmentChange`: every segment change builds a few, and a
+    frozen dataclass pays an ``object.__setattr__`` per field.
+    """
 
     feature: str
     op: str
@@ -103,8 +106,7 @@ class Combination:
 Condition = Comparison | Combination
 
 
-@dataclass(frozen=True)
-class SegmentChange:
+class SegmentChange(NamedTuple):
     segment: str
     change: str  # "entered" | "exited"
     reasons: tuple[Reason, ...]
