@@ -148,15 +148,15 @@ class ModelSuite:
         the last click) was a rescoring: two thirds of all scorings.
         """
         cfg = self.cfg
-        if last_scored:
-            age = as_of - last_scored[M_AT]
-            if age < cfg.max_staleness_ms and (not behaviour or age < cfg.debounce_ms):
+        x = None
+        if last_scored and as_of - last_scored[M_AT] < cfg.max_staleness_ms:
+            if not behaviour or as_of - last_scored[M_AT] < cfg.debounce_ms:
                 return _from_memo(last_scored)
-        x = compact(features)
-        if last_scored and age < cfg.max_staleness_ms and (
-                not changed_materially(last_scored[M_X:], x, cfg.materiality)):
-            return _from_memo(last_scored)
-        return self.score(x, as_of, last_scored, cluster_due)
+            x = compact(features)
+            if not changed_materially(last_scored[M_X:], x, cfg.materiality):
+                return _from_memo(last_scored)
+        return self.score(compact(features) if x is None else x, as_of, last_scored,
+                          cluster_due)
 
     def score(self, x: Compact, as_of: int, last_scored: list[Any] | None,
               cluster_due: bool = True) -> Scores:
