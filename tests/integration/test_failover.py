@@ -54,7 +54,14 @@ def test_survivor_takes_over_a_killed_worker_and_nothing_changes(kafka_bootstrap
                        # the victim never returns to abort its open transaction: the
                        # broker does after this timeout, and until then read_committed
                        # readers of the outputs wait (printed as "open transactions")
-                       SEGSTREAM_TRANSACTION_TIMEOUT_MS="15000")
+                       SEGSTREAM_TRANSACTION_TIMEOUT_MS="15000",
+                       # The input is one transaction, so no input partition is idle in
+                       # the sense of SEGSTREAM_ALIGN_MAX_IDLE_MS; in one CI run the
+                       # default 1 s passed before the survivor had fetched its reviews
+                       # partition (two workers and the broker on two cores), and its
+                       # first review was dead-lettered as late. This test is about the
+                       # takeover, not that bound (test_scale_out, likewise).
+                       SEGSTREAM_ALIGN_MAX_IDLE_MS="15000")
     names = ("w0", "w1")
     workers = {n: WorkerProcess(s, tmp_path / f"{n}.log", SEGSTREAM_CLIENT_ID=n,
                                 SEGSTREAM_STATE_DIR=str(tmp_path / f"state-{n}"))
