@@ -41,7 +41,7 @@ import orjson
 from confluent_kafka import Consumer, IsolationLevel, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
-from streams.config import Secret, Settings, Topics
+from streams.config import Settings, Topics
 from streams.kafka.clients import admin
 from streams.kafka.dlq import parse_headers
 from streams.kafka.topics import create_topics
@@ -74,27 +74,9 @@ def crash_settings(bootstrap: str, test_id: str, state_dir: Path, **env: str) ->
                                 **env})
 
 
-def settings_env(settings: Settings) -> dict[str, str]:
-    """Every field of ``settings`` as the ``SEGSTREAM_*`` variable that sets it, so a
-    subprocess runs with exactly these settings (fields added later included)."""
-    env = {**env_of(settings),
-           **{f"SEGSTREAM_TOPIC_{r.upper()}": getattr(settings.topics, r) for r in ROLES}}
-    for f in dataclasses.fields(settings):
-        value = getattr(settings, f.name)
-        if f.name in {"topics", "bootstrap_servers"} or not isinstance(
-                value, str | int | float | Path | Secret):
-            continue  # nested settings objects are read from their own variables
-        if isinstance(value, Secret):
-            value = value.get_secret_value()
-        elif isinstance(value, bool):
-            value = "true" if value else "false"
-        env[f"SEGSTREAM_{f.name.upper()}"] = str(value)
-    return env
-
-
 def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
     """The full environment of a ``segstream worker`` subprocess using ``settings``."""
-    return {**os.environ, **settings_env(settings), "SEGSTREAM_LOG_LEVEL": "INFO",
+    return {**os.environ, **env_of(settings), "SEGSTREAM_LOG_LEVEL": "INFO",
             "SEGSTREAM_LOG_JSON": "true", **extra}
 
 

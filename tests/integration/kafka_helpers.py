@@ -14,7 +14,7 @@ import orjson
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from prometheus_client import CollectorRegistry
 
-from streams.config import Settings, Topics
+from streams.config import Secret, Settings, Topics
 from streams.kafka.clients import admin
 from streams.kafka.topics import create_topics
 
@@ -39,26 +39,26 @@ def isolated_settings(bootstrap: str, test_id: str, state_dir: Path, **env: str)
 
 
 def env_of(settings: Settings) -> dict[str, str]:
-    """The environment that makes a ``segstream`` subprocess use ``settings``."""
-    t = settings.topics
-    return {
-        "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
-        "SEGSTREAM_GROUP_ID": settings.group_id,
-        "SEGSTREAM_STATE_DIR": str(settings.state_dir),
-        "SEGSTREAM_PARTITIONS": str(settings.partitions),
-        "SEGSTREAM_POLL_TIMEOUT_S": str(settings.poll_timeout_s),
-        "SEGSTREAM_BATCH_SIZE": str(settings.batch_size),
-        "SEGSTREAM_SESSION_TIMEOUT_MS": str(settings.session_timeout_ms),
-        "SEGSTREAM_GROUP_INSTANCE_ID": settings.group_instance_id,
-        "SEGSTREAM_PROCESSING_GUARANTEE": settings.processing_guarantee,
-        "SEGSTREAM_COMMIT_INTERVAL_MS": str(settings.commit_interval_ms),
-        "SEGSTREAM_TEXT_ANALYZER": settings.text_analyzer,
-        "SEGSTREAM_TEXT_LEARN": str(settings.text_learn).lower(),
-        "SEGSTREAM_ALLOWED_LATENESS_S": str(settings.allowed_lateness_s),
-        "SEGSTREAM_TIMER_GRANULARITY_S": str(settings.timer_granularity_s),
-        "SEGSTREAM_WALL_CLOCK_PUNCTUATION_S": str(settings.wall_clock_punctuation_s),
-        **{f"SEGSTREAM_TOPIC_{r.upper()}": getattr(t, r) for r in ROLES},
-    }
+    """The environment that makes a ``segstream`` subprocess use ``settings``: every field
+    as the ``SEGSTREAM_*`` variable that sets it (fields added later included).
+
+    Why every field: a test that sets a variable for its workers (a longer
+    ``SEGSTREAM_ALIGN_MAX_IDLE_MS``, say) must not have it dropped silently on the way
+    to the subprocess; a hand-written list of variables did that.
+    """
+    env = {"KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+           **{f"SEGSTREAM_TOPIC_{r.upper()}": getattr(settings.topics, r) for r in ROLES}}
+    for f in dataclasses.fields(settings):
+        value = getattr(settings, f.name)
+        if f.name in {"topics", "bootstrap_servers"} or not isinstance(
+                value, str | int | float | Path | Secret):
+            continue  # nested settings objects are read from their own variables
+        if isinstance(value, Secret):
+            value = value.get_secret_value()
+        elif isinstance(value, bool):
+            value = "true" if value else "false"
+        env[f"SEGSTREAM_{f.name.upper()}"] = str(value)
+    return env
 
 
 def produce(settings: Settings, records: Iterable[tuple[str, bytes | None, bytes]],
