@@ -26,6 +26,8 @@ from collections.abc import Mapping, Sequence
 from operator import mul
 from typing import Any
 
+import numpy as np
+
 
 class Linear:
     """``raw(values) = b + sum(w_i * values_i)`` with the scaler folded in.
@@ -68,6 +70,10 @@ class Linear:
 
     def raw(self, values: Sequence[float]) -> float:
         return self.b + sum(map(mul, self.w, values))
+
+    def raw_rows(self, rows: Any) -> list[float]:
+        """:meth:`raw` of each row of a 2-D array, as one matrix product."""
+        return (rows @ np.array(self.w) + self.b).tolist()
 
 
 def sigmoid(z: float) -> float:

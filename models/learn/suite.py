@@ -267,10 +267,8 @@ class ModelSuite:
         #    of the whole batch, both linear models as matrix products)
         values = transform_batch([e[0] for e in batch])
         churn_before = self._churn_scores(values)
-        value_fold = self.value.folded()
         from_raw = self.value.from_raw
-        value_before = [from_raw(y) for y in
-                        (values @ np.array(value_fold.w) + value_fold.b).tolist()]
+        value_before = [from_raw(y) for y in self.value.folded().raw_rows(values)]
         # 2. the metrics and drift monitors, which read only those scores; a detection
         #    splits the batch where the drift policy acts
         cuts: list[tuple[int, str]] = []
@@ -308,8 +306,7 @@ class ModelSuite:
         """The churn model's probabilities for rows of transformed inputs."""
         if self.churn.kind != "logistic":
             return [self.churn.predict_values(row) for row in values.tolist()]
-        fold = self.churn.folded()
-        return [sigmoid(z) for z in (values @ np.array(fold.w) + fold.b).tolist()]
+        return [sigmoid(z) for z in self.churn.folded().raw_rows(values)]
 
     def _train(self, batch: list[Example], values: Any, start: int, stop: int) -> None:
         """``learn_one`` on examples ``start:stop``: the shared scaler, then each model
