@@ -37,7 +37,7 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
-from typing import Any, cast
+from typing import Any, NoReturn, cast
 
 import orjson
 from confluent_kafka import (
@@ -65,6 +65,10 @@ from streams.runtime.processor import Processor, Result, Source, dumps, iso
 from streams.runtime.store import PartitionStore, memtable_budget
 
 log = logging.getLogger(__name__)
+
+
+TIMEOUTS_WEDGED = 3
+"""Consecutive timed-out attempts after which a transactional producer is replaced."""
 
 
 class _Wedged(Exception):
@@ -638,7 +642,15 @@ class Worker:
 
     def _txn_call(self, name: str, *args: Any) -> Any:
         """Call a transactional producer method, handling the error classes:
-        retriable -> retry; abortable -> abort and rewind; fatal or fenced -> stop."""
+        retriable -> retry; abortable -> abort and rewind; fatal or fenced -> stop.
+
+        A call that times out ``TIMEOUTS_WEDGED`` times in a row counts as wedged: after a
+        broker restart librdkafka can keep the coordinator request queued on a dead
+        connection ("TxnCoordinator: Timed out ... 1 out-queue") and time out every retry
+        although the broker is back. Its replacement's ``init_transactions`` aborts the
+        open transaction (``init_transactions`` itself is only retried).
+        """
+        timeouts = 0
         for attempt in range(10):
             try:
                 return self._bounded(name, *args)
@@ -657,6 +669,9 @@ class Worker:
                 if err.txn_requires_abort() and name != "abort_transaction":
                     self._abort_and_rewind(f"{name}: {err.str()}", err.name().lower())
                 if err.retriable():
+                    timeouts = timeouts + 1 if err.code() == KafkaError._TIMED_OUT else 0
+                    if timeouts >= TIMEOUTS_WEDGED and name != "init_transactions":
+                        self._replace_producer(name)
                     log.warning("transactional call failed, retrying", extra={"ctx": {
                         "call": name, "error": err.str(), "attempt": attempt + 1}})
                     time.sleep(min(5.0, 0.2 * 2 ** attempt))
@@ -689,7 +704,7 @@ class Worker:
             raise box["error"]
         return box.get("result")
 
-    def _replace_producer(self, name: str) -> None:
+    def _replace_producer(self, name: str) -> NoReturn:
         """A wedged producer is replaced by a new one with the same transactional id:
         its ``init_transactions`` fences the old one and aborts the open transaction,
         then the batch is forgotten and the consumer rewound to the committed offsets."""

@@ -196,11 +196,12 @@ def wait_until(pred: Any, timeout: float, interval: float = 0.2, what: str = "co
 class RunningWorker:
     """A worker in a thread of the test process, stopped like SIGTERM would."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, **factories: Any) -> None:
+        """``factories``: Kafka client factories to inject (see ``build_worker``)."""
         from streams.runtime.app import build_worker
 
         self.registry = CollectorRegistry()
-        self.worker = build_worker(settings, self.registry)
+        self.worker = build_worker(settings, self.registry, **factories)
         self.thread = threading.Thread(target=self.worker.run, daemon=True)
         self.thread.start()
 
