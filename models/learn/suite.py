@@ -150,13 +150,20 @@ class ModelSuite:
         cfg = self.cfg
         x = None
         if last_scored and as_of - last_scored[M_AT] < cfg.max_staleness_ms:
-            if not behaviour or as_of - last_scored[M_AT] < cfg.debounce_ms:
-                return _from_memo(last_scored)
+            if self.debounced(last_scored, as_of, behaviour):
+                return from_memo(last_scored)
             x = compact(features)
             if not changed_materially(last_scored[M_X:], x, cfg.materiality):
-                return _from_memo(last_scored)
+                return from_memo(last_scored)
         return self.score(compact(features) if x is None else x, as_of, last_scored,
                           cluster_due)
+
+    def debounced(self, last_scored: list[Any], as_of: int, behaviour: bool) -> bool:
+        """True when the memo ``last_scored`` stands at ``as_of`` whatever the features:
+        not stale, and either only time has passed or the debounce has not."""
+        age = as_of - last_scored[M_AT]
+        cfg = self.cfg
+        return age < cfg.max_staleness_ms and (not behaviour or age < cfg.debounce_ms)
 
     def score(self, x: Compact, as_of: int, last_scored: list[Any] | None,
               cluster_due: bool = True) -> Scores:
@@ -387,7 +394,8 @@ class ModelSuite:
         }
 
 
-def _from_memo(memo: list[Any]) -> Scores:
+def from_memo(memo: list[Any]) -> Scores:
+    """The scores a memo holds (``rescored`` False)."""
     tier = memo[M_TIER]
     return Scores(memo[M_CHURN], tier, tier, memo[M_VALUE], memo[M_PCT], memo[M_CLUSTER],
                   False, memo)
