@@ -80,3 +80,29 @@ def test_no_churn_alert_for_a_visitor_who_never_ordered() -> None:
     s = user_step(suite, "u", _user(300.0, orders=0.0), DAY, [], None)
     assert s.scores.churn_tier == "high" and s.scores.entered_high and s.alert is None
     assert user_step(suite, "u", _user(300.0), DAY, [], None).alert is not None
+
+
+def test_a_debounced_step_keeps_scores_labels_and_timer_but_a_due_label_matures() -> None:
+    suite = ModelSuite(replace(ModelConfig(), horizon_days=30, snapshot_gap_s=86_400,
+                               debounce_s=86_400, max_staleness_s=7 * 86_400, clusters=2))
+    first = user_step(suite, "u", _user(0.0), 0, [], None, order=(0, 10.0))
+    assert first.scores.rescored and first.due == 30 * DAY
+    # within the debounce, with no order and no label due: the memo stands as it is
+    quiet = user_step(suite, "u", _user(0.0, orders=1.0), DAY // 2, first.pending, first.memo)
+    assert not quiet.scores.rescored and quiet.memo is first.memo
+    assert quiet.pending == first.pending and quiet.due == 30 * DAY and quiet.matured == []
+    assert quiet.scores.churn == first.scores.churn and quiet.alert is None
+    # a timer (time alone) inside the staleness bound: the memo stands too
+    timer = user_step(suite, "u", _user(6.0), 6 * DAY, first.pending, first.memo,
+                      behaviour=False)
+    assert not timer.scores.rescored and timer.due == 30 * DAY
+    # an order within the debounce is still counted in the pending snapshot
+    ordered = user_step(suite, "u", _user(0.0, orders=2.0), DAY // 2, first.pending,
+                        first.memo, order=(DAY // 2, 25.0))
+    assert not ordered.scores.rescored and ordered.pending[0][1:3] == [1, 25.0]
+    # a label that falls due is matured even when the scores are debounced
+    memo = [29 * DAY + 1, *first.memo[1:]]
+    late = user_step(suite, "u", _user(30.0), 30 * DAY, first.pending, memo, behaviour=False)
+    # (no order after the snapshot within the horizon: churned)
+    assert not late.scores.rescored and [(m[1], m[2]) for m in late.matured] == [(1, 0.0)]
+    assert late.pending == [] and late.due is None
