@@ -11,6 +11,11 @@ save/load times.
 
     .venv/bin/python bench/models_cost.py [--events 100000] [--users 2000]
         [--debounce S] [--label-gap S] [--materiality F]
+        [--variant NAME:VAR=VALUE,VAR=VALUE ...]
+
+A ``--variant`` adds a models pipeline with those settings to the whole-processor part,
+for example ``once:SEGSTREAM_MODEL_DEBOUNCE_S=99999999,SEGSTREAM_MODEL_MAX_STALENESS_S=
+99999999`` (every user scored once, never again): what the models cost besides scoring.
 """
 
 from __future__ import annotations
@@ -59,6 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=3, help="alternating rounds, best kept")
     ap.add_argument("--label-gap", type=int, default=None,
                     help="seconds between label snapshots of a user (default: config default)")
+    ap.add_argument("--variant", action="append", default=[], type=_variant,
+                    help="NAME:VAR=VALUE,...: another models pipeline in the whole-processor "
+                         "part, with these settings")
     args = ap.parse_args(argv)
     logging.getLogger("models.learn.suite").setLevel(logging.ERROR)
     end_ms = 1_767_225_600_000
@@ -141,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{base / models:.1%} of rules-only; rescored {counts['rescored']:,} ticks "
           f"({counts['rescored'] / n:.1%} of events), learned {counts['learned']:,} examples")
 
-    _whole_processor(lines, args.rounds)
+    _whole_processor(lines, args.rounds, dict(args.variant))
 
     # Per-call costs on realistic inputs.
     finals = [vector(st) for st in _final_states(events)]
@@ -177,19 +185,34 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _whole_processor(lines: list[bytes], rounds: int) -> None:
+def _variant(text: str) -> tuple[str, dict[str, str]]:
+    name, sep, assignments = text.partition(":")
+    pairs = [a.partition("=") for a in assignments.split(",") if a]
+    if not sep or not name or not pairs or any(not k or not eq for k, eq, _ in pairs):
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected NAME:VAR=VALUE[,VAR=VALUE...], e.g. "
+            "weekly:SEGSTREAM_MODEL_DEBOUNCE_S=604800")
+    return name, {k: v for k, _, v in pairs}
+
+
+def _whole_processor(lines: list[bytes], rounds: int,
+                     variants: dict[str, dict[str, str]]) -> None:
     """The worker's processor as a whole, users' timers included: ``segstream replay``
     of the same events with the rules alone and with the models (the packaged policies,
-    six partitions' event-time clocks), alternating rounds, best of each kept."""
+    six partitions' event-time clocks), alternating rounds, best of each kept; each
+    variant is the models pipeline with its settings."""
+    pipelines = {"rules": {"SEGSTREAM_MODELS_ENABLED": "false"},
+                 "models": {"SEGSTREAM_MODELS_ENABLED": "true"},
+                 **{name: {"SEGSTREAM_MODELS_ENABLED": "true", **env}
+                    for name, env in variants.items()}}
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "events.jsonl"
         path.write_bytes(b"".join(line + b"\n" for line in lines))
         best: dict[str, float] = {}
         reports: dict[str, Any] = {}
         for _ in range(rounds):
-            for config, enabled in (("rules", "false"), ("models", "true")):
-                settings = Settings.from_env({"SEGSTREAM_MODELS_ENABLED": enabled,
-                                              "SEGSTREAM_TEXT_ANALYZER": "off"})
+            for config, env in pipelines.items():
+                settings = Settings.from_env({**env, "SEGSTREAM_TEXT_ANALYZER": "off"})
                 processor = build_processor(settings, build_models(settings))
                 processor.warm_up()
                 t = time.perf_counter()
@@ -199,14 +222,17 @@ def _whole_processor(lines: list[bytes], rounds: int) -> None:
                 took = time.perf_counter() - t
                 if took < best.get(config, float("inf")):
                     best[config], reports[config] = took, report
-    for config in ("rules", "models"):
+    for config in pipelines:
         r = reports[config]
         scored = r.models["scored"]["churn"] if r.models else 0
         print(f"whole processor, timers included, {config:<6} {best[config] / r.events * 1e6:7.2f}"
               f" us/event  {r.events / best[config]:9,.0f} events/s; {r.changes:,} changes, "
               f"{r.alerts:,} churn alerts, {scored:,} scorings")
-    print(f"whole processor: models at {best['rules'] / best['models']:.1%} of rules-only "
-          "throughput (segstream replay; decoding and change records included)")
+    for config in pipelines:
+        if config != "rules":
+            print(f"whole processor: {config} at {best['rules'] / best[config]:.1%} of "
+                  "rules-only throughput (segstream replay; decoding and change records "
+                  "included)")
 
 
 def _final_states(events: list[Any]) -> list[UserState]:
