@@ -34,7 +34,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from common import simulate  # noqa: E402
+from common import CONFIGS, simulate  # noqa: E402
 
 from models.learn.config import ModelConfig  # noqa: E402
 from models.learn.inputs import compact  # noqa: E402
@@ -201,10 +201,8 @@ def _whole_processor(lines: list[bytes], rounds: int,
     of the same events with the rules alone and with the models (the packaged policies,
     six partitions' event-time clocks), alternating rounds, best of each kept; each
     variant is the models pipeline with its settings."""
-    pipelines = {"rules": {"SEGSTREAM_MODELS_ENABLED": "false"},
-                 "models": {"SEGSTREAM_MODELS_ENABLED": "true"},
-                 **{name: {"SEGSTREAM_MODELS_ENABLED": "true", **env}
-                    for name, env in variants.items()}}
+    pipelines = {"rules": CONFIGS["rules"], "models": CONFIGS["models"],
+                 **{name: {**CONFIGS["models"], **env} for name, env in variants.items()}}
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "events.jsonl"
         path.write_bytes(b"".join(line + b"\n" for line in lines))
@@ -212,7 +210,7 @@ def _whole_processor(lines: list[bytes], rounds: int,
         reports: dict[str, Any] = {}
         for _ in range(rounds):
             for config, env in pipelines.items():
-                settings = Settings.from_env({**env, "SEGSTREAM_TEXT_ANALYZER": "off"})
+                settings = Settings.from_env(env)
                 processor = build_processor(settings, build_models(settings))
                 processor.warm_up()
                 t = time.perf_counter()

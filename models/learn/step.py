@@ -33,15 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from models.learn.alerts import churn_alert
-from models.learn.labels import (
-    P_T,
-    Example,
-    Pending,
-    add_snapshot,
-    next_due,
-    on_order,
-    on_watermark,
-)
+from models.learn.labels import Example, Pending, add_snapshot, next_due, on_order, on_watermark
 from models.learn.suite import M_X, ModelSuite, Scores, from_memo
 
 _NONE: list[Example] = []  # shared empty list of matured examples; never mutated
@@ -72,12 +64,12 @@ def user_step(suite: ModelSuite, user_id: str, features: Mapping[str, float | No
     the scores are then refreshed only once stale (see :meth:`ModelSuite.tick`).
     """
     cfg = suite.cfg
+    label_due = next_due(pending, cfg)
     if order is None and memo and suite.debounced(memo, as_of, behaviour) \
-            and (not pending or pending[0][P_T] + cfg.horizon_ms > as_of):
+            and (label_due is None or label_due > as_of):
         # the common case (about two in three evaluations): nothing to count, mature
         # or score, so the user's next label timer stays where it was
-        return Step(from_memo(memo), pending, memo, _NONE, None,
-                    pending[0][P_T] + cfg.horizon_ms if pending else None)
+        return Step(from_memo(memo), pending, memo, _NONE, None, label_due)
     matured: list[Example] = []
     if order is not None:
         pending, matured = on_order(pending, order[0], order[1], cfg)

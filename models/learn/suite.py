@@ -148,15 +148,13 @@ class ModelSuite:
         the last click) was a rescoring: two thirds of all scorings.
         """
         cfg = self.cfg
-        x = None
-        if last_scored and as_of - last_scored[M_AT] < cfg.max_staleness_ms:
-            if self.debounced(last_scored, as_of, behaviour):
-                return from_memo(last_scored)
-            x = compact(features)
-            if not changed_materially(last_scored[M_X:], x, cfg.materiality):
-                return from_memo(last_scored)
-        return self.score(compact(features) if x is None else x, as_of, last_scored,
-                          cluster_due)
+        if last_scored and self.debounced(last_scored, as_of, behaviour):
+            return from_memo(last_scored)
+        x = compact(features)
+        if last_scored and as_of - last_scored[M_AT] < cfg.max_staleness_ms \
+                and not changed_materially(last_scored[M_X:], x, cfg.materiality):
+            return from_memo(last_scored)  # past the debounce, but nothing material
+        return self.score(x, as_of, last_scored, cluster_due)
 
     def debounced(self, last_scored: list[Any], as_of: int, behaviour: bool) -> bool:
         """True when the memo ``last_scored`` stands at ``as_of`` whatever the features:

@@ -272,10 +272,9 @@ class Processor:
     def _held_cluster(self, state: UserState, cluster: int, as_of: int) -> int:
         """The cluster the segment rules see: the model's, held for at least
         ``cluster_min_days`` so that daily feature movement does not flap the segment."""
-        assert self.models is not None
         held = state.cluster
-        min_ms = self.models.cfg.cluster_min_days * 86_400_000
-        if cluster >= 0 and (not held or (cluster != held[0] and as_of - held[1] >= min_ms)):
+        if cluster >= 0 and (not held or (cluster != held[0]
+                                          and as_of - held[1] >= self._cluster_hold_ms)):
             state.cluster = held = [cluster, as_of]
         return held[0] if held else -1
 
