@@ -58,6 +58,25 @@ def cli(ctx: click.Context, log_level: str | None) -> None:
 @click.pass_context
 def worker(ctx: click.Context, max_batches: int | None) -> None:
     """Run a worker of the consumer group until SIGTERM/SIGINT."""
+    _run_worker(ctx, _settings(ctx), max_batches)
+
+
+@cli.command()
+@click.option("--max-batches", type=int, default=None, help="Stop after N batches (testing).")
+@click.pass_context
+def scoring(ctx: click.Context, max_batches: int | None) -> None:
+    """Run a worker of the scoring stage (SEGSTREAM_MODELS_STAGE=separate) until
+    SIGTERM/SIGINT: it scores the users the event workers send, learns, and owns the
+    segments on model scores. Its group, state and current records are the event
+    worker's with "-scoring" and the SEGSTREAM_TOPIC_SCORING_* topics."""
+    try:
+        s = _settings(ctx).scoring_stage()
+    except ConfigError as exc:
+        raise StartupError(str(exc)) from None
+    _run_worker(ctx, s, max_batches)
+
+
+def _run_worker(ctx: click.Context, s: Settings, max_batches: int | None) -> None:
     from streams.http.config import HttpSettings
     from streams.http.health import Health
     from streams.http.sampler import StatusSampler
@@ -67,7 +86,6 @@ def worker(ctx: click.Context, max_batches: int | None) -> None:
     from streams.runtime.app import build_worker
     from streams.runtime.memory import limit_malloc_arenas
 
-    s = _settings(ctx)
     limit_malloc_arenas(s.malloc_arenas)  # before any Kafka or RocksDB thread starts
     if s.group_protocol == "classic" and s.processing_guarantee == "exactly_once":
         log.warning("SEGSTREAM_GROUP_PROTOCOL=classic: exactly-once failover between "

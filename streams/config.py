@@ -79,6 +79,11 @@ class Topics:
     model_events: str = "segstream.model-events"
     # LLM-enriched reviews (optional input; see streams.enrich)
     enriched: str = "shop.reviews.enriched"
+    # with SEGSTREAM_MODELS_STAGE=separate: users due for scoring (event worker -> scoring
+    # stage), the scoring stage's state changelog and its compacted current records
+    scoring: str = "segstream.scoring"
+    scoring_changelog: str = "segstream.scoring-changelog"
+    scoring_current: str = "segments.current.models"
 
     @property
     def inputs(self) -> tuple[str, str, str]:
@@ -128,6 +133,14 @@ class Settings:
     text_learn: bool = True
     # The online models (SEGSTREAM_MODELS_*, SEGSTREAM_CHURN_*, see models.learn.config).
     models: ModelConfig = field(default_factory=ModelConfig)
+    # Where the models run: "inline" (in the event worker: one process, about half the
+    # rules-only throughput) or "separate" (the event worker sends users due for scoring
+    # to SEGSTREAM_TOPIC_SCORING; `segstream scoring` runs the models in a consumer group
+    # of its own). See docs/models.md, "Where the models run".
+    models_stage: str = "inline"
+    # "events" (the worker of the input topics) or "scoring" (the scoring stage; set by
+    # Settings.scoring_stage(), which `segstream scoring` applies)
+    role: str = "events"
     client_id: str = "segstream"
     topics: Topics = field(default_factory=Topics)
     partitions: int = 6
@@ -236,6 +249,14 @@ class Settings:
                 p.append(f"bootstrap server {hp!r} needs a port (host:port)")
         if self.partitions < 1:
             p.append("SEGSTREAM_PARTITIONS must be >= 1")
+        if self.models_stage not in ("inline", "separate"):
+            p.append("SEGSTREAM_MODELS_STAGE must be inline or separate")
+        elif self.models_stage == "separate" and not self.models.enabled:
+            p.append("SEGSTREAM_MODELS_STAGE=separate needs SEGSTREAM_MODELS_ENABLED=true "
+                     "(there is nothing to score otherwise)")
+        if self.role not in ("events", "scoring"):
+            p.append("SEGSTREAM_ROLE must be events or scoring (or leave it unset and run "
+                     "`segstream scoring` for the scoring stage)")
         if self.replication_factor < 1:
             p.append("SEGSTREAM_REPLICATION_FACTOR must be >= 1")
         if not 6_000 <= self.session_timeout_ms <= 300_000:
@@ -309,6 +330,35 @@ class Settings:
                 p.append(f"TLS file {loc} does not exist")
         if p:
             raise ConfigError("invalid configuration:\n  " + "\n  ".join(p))
+
+    def scoring_stage(self) -> Settings:
+        """These settings for the scoring stage of ``SEGSTREAM_MODELS_STAGE=separate``.
+
+        Why derived rather than configured twice: the scoring stage must agree with the
+        event worker on the topics and the model settings, and must differ from it in
+        its consumer group, state (changelog, directory), transactional id and current
+        records, or the two would fence each other and overwrite each other's state.
+
+        >>> s = Settings(models_stage="separate", models=ModelConfig(enabled=True))
+        >>> z = s.scoring_stage()
+        >>> z.group_id, z.topics.changelog, z.topics.current, z.state_dir.name
+        ('segstream-scoring', 'segstream.scoring-changelog', 'segments.current.models', 'scoring')
+        """
+        if self.models_stage != "separate":
+            raise ConfigError("the scoring stage runs with SEGSTREAM_MODELS_STAGE=separate "
+                              "(and SEGSTREAM_MODELS_ENABLED=true); with the models inline "
+                              "the worker scores users itself")
+        t = self.topics
+        return dataclasses.replace(
+            self, role="scoring", group_id=f"{self.group_id}-scoring",
+            group_instance_id=(f"{self.group_instance_id}-scoring" if self.group_instance_id
+                               else ""),
+            transactional_id=(f"{self.transactional_id}-scoring" if self.transactional_id
+                              else ""),
+            client_id=f"{self.client_id}-scoring",
+            state_dir=self.state_dir / "scoring", consume_enriched=False,
+            topics=dataclasses.replace(t, changelog=t.scoring_changelog,
+                                       current=t.scoring_current))
 
     # ------------------------------------------------------------ kafka config
     def kafka_common(self) -> dict[str, Any]:

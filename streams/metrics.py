@@ -88,6 +88,10 @@ class WorkerMetrics:
         self.erasures = Counter(
             "segstream_erasures_total", "Completed right-to-be-forgotten requests",
             registry=registry)
+        self.scoring_requests = Counter(
+            "segstream_scoring_requests_total",
+            "Users sent to a separate scoring stage (SEGSTREAM_MODELS_STAGE=separate)",
+            registry=registry)
         self.timers_fired = Counter(
             "segstream_timers_fired_total",
             "Time-based re-evaluations (event-time watermark or wall-clock punctuation)",

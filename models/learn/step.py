@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from models.learn.alerts import churn_alert
+from models.learn.inputs import compact
 from models.learn.labels import Example, Pending, add_snapshot, next_due, on_order, on_watermark
 from models.learn.suite import M_X, ModelSuite, Scores, from_memo
 
@@ -54,7 +55,7 @@ class Step:
 def user_step(suite: ModelSuite, user_id: str, features: Mapping[str, float | None],
               as_of: int, pending: Pending, memo: list[Any] | None,
               order: tuple[int, float] | None = None, cluster_due: bool = True,
-              behaviour: bool = True) -> Step:
+              behaviour: bool = True, rescore: bool | None = None) -> Step:
     """Labels, scoring and the label snapshot for one user at ``as_of``.
 
     ``order`` is ``(order_ts, amount)`` for a purchase event (placed, paid or delivered
@@ -62,10 +63,14 @@ def user_step(suite: ModelSuite, user_id: str, features: Mapping[str, float | No
     ``cluster_due`` False says the caller's cluster segment cannot switch now (see
     :meth:`ModelSuite.score`). ``behaviour`` False says only time has passed (a timer):
     the scores are then refreshed only once stale (see :meth:`ModelSuite.tick`).
+    ``rescore`` True or False: whether to score was decided upstream (the event worker
+    of a separate scoring stage, :mod:`streams.runtime.feed`); a user without scores is
+    scored either way.
     """
     cfg = suite.cfg
     label_due = next_due(pending, cfg)
-    if order is None and memo and suite.debounced(memo, as_of, behaviour) \
+    if order is None and memo and (suite.debounced(memo, as_of, behaviour)
+                                   if rescore is None else not rescore) \
             and (label_due is None or label_due > as_of):
         # the common case (about two in three evaluations): nothing to count, mature
         # or score, so the user's next label timer stays where it was
@@ -76,7 +81,12 @@ def user_step(suite: ModelSuite, user_id: str, features: Mapping[str, float | No
     pending, found = on_watermark(pending, as_of, cfg)
     if found:
         matured += found
-    scores = suite.tick(user_id, features, as_of, memo or None, cluster_due, behaviour)
+    if rescore is None:
+        scores = suite.tick(user_id, features, as_of, memo or None, cluster_due, behaviour)
+    elif rescore or not memo:
+        scores = suite.score(compact(features), as_of, memo or None, cluster_due)
+    else:
+        scores = from_memo(memo)
     alert = None
     if scores.rescored:
         idle = features.get("last_seen_days") or 0.0

@@ -38,12 +38,12 @@ from models.learn.churn import ChurnModel, tier_of
 from models.learn.clusters import Clusters, SequentialKMeans
 from models.learn.compiled import sigmoid
 from models.learn.config import ModelConfig
+from models.learn.debounce import debounced, due
 from models.learn.drift import DriftMonitor
 from models.learn.evaluation import ChurnEvaluation, ValueEvaluation
 from models.learn.inputs import (
     ROW_NAMES,
     Compact,
-    changed_materially,
     compact,
     raw,
     transform_values,
@@ -147,21 +147,17 @@ class ModelSuite:
         Without this every window boundary of every user (a day, a week, a month after
         the last click) was a rescoring: two thirds of all scorings.
         """
-        cfg = self.cfg
         if last_scored and self.debounced(last_scored, as_of, behaviour):
             return from_memo(last_scored)
         x = compact(features)
-        if last_scored and as_of - last_scored[M_AT] < cfg.max_staleness_ms \
-                and not changed_materially(last_scored[M_X:], x, cfg.materiality):
+        if last_scored and not due(self.cfg, last_scored[M_AT], last_scored[M_X:], x, as_of):
             return from_memo(last_scored)  # past the debounce, but nothing material
         return self.score(x, as_of, last_scored, cluster_due)
 
     def debounced(self, last_scored: list[Any], as_of: int, behaviour: bool) -> bool:
-        """True when the memo ``last_scored`` stands at ``as_of`` whatever the features:
-        not stale, and either only time has passed or the debounce has not."""
-        age = as_of - last_scored[M_AT]
-        cfg = self.cfg
-        return age < cfg.max_staleness_ms and (not behaviour or age < cfg.debounce_ms)
+        """True when the memo ``last_scored`` stands at ``as_of`` whatever the features
+        (:func:`models.learn.debounce.debounced`)."""
+        return debounced(self.cfg, last_scored[M_AT], as_of, behaviour)
 
     def score(self, x: Compact, as_of: int, last_scored: list[Any] | None,
               cluster_due: bool = True) -> Scores:

@@ -289,6 +289,26 @@ class SegmentPolicy:
             walk(rule.exit)
         return out
 
+    def split(self, names: Iterable[str]) -> tuple[SegmentPolicy, SegmentPolicy]:
+        """``(rules reading none of names, rules reading any of them)``, same version.
+
+        Why: with the models in a stage of their own, the segments on model scores are
+        decided where the scores are; the others stay with the event worker.
+
+        >>> p = SegmentPolicy.from_dict({"version": "v", "segments": {
+        ...     "a": {"enter": ["x >= 1"], "exit": ["x < 1"]},
+        ...     "b": {"enter": ["x >= 1", "score >= 0.5"], "exit": ["score < 0.4"]}}})
+        >>> [[r.name for r in q.rules] for q in p.split({"score"})]
+        [['a'], ['b']]
+        """
+        wanted = set(names)
+        reads = [bool(SegmentPolicy(self.version, (r,)).features() & wanted)
+                 for r in self.rules]
+        return (SegmentPolicy(self.version, (r for r, m in zip(self.rules, reads, strict=True)
+                                             if not m)),
+                SegmentPolicy(self.version, (r for r, m in zip(self.rules, reads, strict=True)
+                                             if m)))
+
     def describe(self) -> list[dict[str, Any]]:
         return [{"segment": r.name, "description": r.description,
                  "min_dwell_ms": r.min_dwell_ms} for r in self.rules]

@@ -32,6 +32,7 @@ import orjson
 from streams.config import Settings
 from streams.contracts.enriched import EnrichedReview
 from streams.contracts.events import EVENT_TYPES, SUPPORTED_SCHEMA_VERSIONS, Event
+from streams.contracts.scoring import ScoringRequest
 from streams.exceptions import InvalidEvent
 
 DLQ_REASONS = (
@@ -181,6 +182,44 @@ def decode_enriched(key: bytes | None, value: bytes | None, max_bytes: int) -> E
         raise InvalidEvent("key_mismatch",
                            "message key differs from user_id; state would be split")
     return record
+
+
+class ScoringDecoder:
+    """The decode boundary of the scoring stage: ``segstream.scoring`` records.
+
+    Written by the event worker, so a bad record means a version skew or a foreign
+    producer; it is dead-lettered like a bad input event, with the same reasons.
+
+    >>> d = ScoringDecoder(max_bytes=4096)
+    >>> d.decode("segstream.scoring", b"u1", b'{"event_id": "t|0|1"}', 0)
+    Traceback (most recent call last):
+    ...
+    streams.exceptions.InvalidEvent: missing_field: Object missing required field `user_id`
+    """
+
+    def __init__(self, *, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._decoder = msgspec.json.Decoder(ScoringRequest)
+
+    def decode(self, topic: str, key: bytes | None, value: bytes | None,
+               now_ms: int) -> ScoringRequest:
+        if value is None or len(value) == 0:
+            raise InvalidEvent("empty", "message has no value")
+        if len(value) > self.max_bytes:
+            raise InvalidEvent("oversized",
+                               f"{len(value)} bytes exceeds the limit of {self.max_bytes}")
+        try:
+            req = self._decoder.decode(value)
+        except msgspec.ValidationError as exc:
+            raise InvalidEvent(_reason_of(str(exc)), str(exc)) from None
+        except msgspec.DecodeError as exc:
+            raise InvalidEvent("malformed_json", str(exc)) from None
+        if key is None:
+            raise InvalidEvent("missing_key", "message key must be the user_id")
+        if key != req.user_id.encode():
+            raise InvalidEvent("key_mismatch",
+                               "message key differs from user_id; state would be split")
+        return req
 
 
 def _reason_of(message: str) -> str:

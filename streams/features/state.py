@@ -92,6 +92,9 @@ class UserState(msgspec.Struct, kw_only=True, omit_defaults=True, dict=True):
     scored: list[Any] = []
     # behavioural cluster used by the segment rules: [cluster id, since ts]
     cluster: list[int] = []
+    # with a separate scoring stage, what the event worker last sent it to score:
+    # [sent_at_ms, *x] (streams.runtime.feed)
+    fed: list[Any] = []
 
 
 def texts_changed(state: UserState) -> None:

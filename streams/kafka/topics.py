@@ -47,6 +47,23 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(t.churn, n, {"retention.ms": str(30 * 86_400_000)}),
         TopicSpec(t.model_events, 1, {"retention.ms": str(90 * 86_400_000)}),
         TopicSpec(t.enriched, n, {"retention.ms": str(7 * 86_400_000)}),
+        *(_scoring_specs(settings) if settings.models_stage == "separate" else ()),
+    ]
+
+
+def _scoring_specs(settings: Settings) -> list[TopicSpec]:
+    """The topics of a separate scoring stage: requests co-partitioned with the inputs
+    (request partition n holds the users of input partition n), and the stage's own
+    state changelog and current records, configured like the event worker's."""
+    t, n = settings.topics, settings.partitions
+    return [
+        TopicSpec(t.scoring, n, {"retention.ms": str(7 * 86_400_000)}),
+        TopicSpec(t.scoring_changelog, n, {"cleanup.policy": "compact", "segment.ms": "3600000",
+                                           "min.cleanable.dirty.ratio": "0.1",
+                                           "delete.retention.ms": str(86_400_000)}),
+        TopicSpec(t.scoring_current, n, {"cleanup.policy": "compact",
+                                         "min.compaction.lag.ms": "60000",
+                                         "segment.ms": "3600000"}),
     ]
 
 
@@ -94,7 +111,9 @@ def check_inputs(settings: Settings, admin: AdminClient, timeout: float = 30.0) 
     counts: dict[str, int] = {}
     missing = []
     t = settings.topics
-    optional = (t.enriched,) if settings.consume_enriched else ()
+    optional: tuple[str, ...] = (t.enriched,) if settings.consume_enriched else ()
+    # a separate scoring stage's requests: on the input's partition number
+    optional += (t.scoring,) if settings.models_stage == "separate" else ()
     for name in (*t.inputs, t.dlq, t.changes, t.current, t.changelog, t.erase, t.audit,
                  t.churn, t.model_events, *optional):
         topic = md.topics.get(name)

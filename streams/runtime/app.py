@@ -13,11 +13,14 @@ from models.learn.suite import ModelSuite
 from models.segments.policy import SegmentPolicy
 from models.text.local import LocalAnalyzer
 from streams.config import Settings
-from streams.contracts.decode import EventDecoder
+from streams.contracts.decode import EventDecoder, ScoringDecoder
+from streams.exceptions import ConfigError
 from streams.features.vector import FEATURE_NAMES
 from streams.metrics import ModelMetrics, WorkerMetrics
+from streams.runtime.feed import ScoringFeed
 from streams.runtime.processor import Processor
 from streams.runtime.runner import Worker
+from streams.runtime.scoring import ScoringProcessor
 
 log = logging.getLogger(__name__)
 
@@ -37,9 +40,10 @@ def build_policy(settings: Settings) -> SegmentPolicy:
 
 
 def build_models(settings: Settings) -> ModelSuite | None:
-    """The newest valid snapshot of the suite, or a fresh suite; None when models are off."""
+    """The newest valid snapshot of the suite, or a fresh suite; None when models are off
+    (or run in a scoring stage of their own and this is the event worker)."""
     cfg = settings.models
-    if not cfg.enabled:
+    if not cfg.enabled or (settings.models_stage == "separate" and settings.role != "scoring"):
         return None
     found = load_newest_valid(cfg.snapshot_dir)
     if found is None:
@@ -55,14 +59,33 @@ def build_models(settings: Settings) -> ModelSuite | None:
 
 
 def build_processor(settings: Settings, models: ModelSuite | None = None) -> Processor:
-    return Processor(build_policy(settings), lateness_ms=settings.allowed_lateness_s * 1000,
+    """The processor of the settings' role: the event worker's (models inline, or sending
+    users to a separate scoring stage) or the scoring stage's."""
+    policy = build_policy(settings)
+    if settings.models_stage == "separate":
+        rules, on_scores = policy.split(MODEL_FEATURES)
+        if settings.role == "scoring":
+            if models is None:
+                raise ConfigError("the scoring stage needs the models "
+                                  "(SEGSTREAM_MODELS_ENABLED=true)")
+            return ScoringProcessor(on_scores, models,
+                                    dedupe_window_ms=settings.dedupe_window_s * 1000,
+                                    dedupe_max_ids=settings.dedupe_max_ids)
+        feed = ScoringFeed(settings.models, extra=on_scores.features() - set(MODEL_FEATURES))
+        return _event_processor(settings, rules, None, feed)
+    return _event_processor(settings, policy, models, None)
+
+
+def _event_processor(settings: Settings, policy: SegmentPolicy, models: ModelSuite | None,
+                     feed: ScoringFeed | None) -> Processor:
+    return Processor(policy, lateness_ms=settings.allowed_lateness_s * 1000,
                      dedupe_window_ms=settings.dedupe_window_s * 1000,
                      dedupe_max_ids=settings.dedupe_max_ids,
                      timer_granularity_ms=settings.timer_granularity_s * 1000,
                      analyzer=LocalAnalyzer.default() if settings.text_analyzer == "local"
                      else None,
                      learn_text=settings.text_learn,
-                     models=models)
+                     models=models, feed=feed)
 
 
 def build_worker(
@@ -72,10 +95,13 @@ def build_worker(
     registry = registry if registry is not None else CollectorRegistry()
     metrics = WorkerMetrics(registry)
     models = build_models(settings)
+    decoder: EventDecoder | ScoringDecoder = (
+        ScoringDecoder(max_bytes=settings.max_event_bytes) if settings.role == "scoring"
+        else EventDecoder.from_settings(settings))
     return Worker(
         settings,
         processor=build_processor(settings, models),
-        decoder=EventDecoder.from_settings(settings),
+        decoder=decoder,
         metrics=metrics,
         model_metrics=ModelMetrics(registry) if models is not None else None,
         **factories,

@@ -24,6 +24,7 @@ from streams.exceptions import InvalidEvent
 from streams.features.state import O_FIRST_TS, UserState
 from streams.features.update import FeatureConfig, apply_enrichment, update
 from streams.features.vector import vector
+from streams.runtime.feed import ScoringFeed
 
 
 class Source(NamedTuple):
@@ -47,13 +48,14 @@ class Result:
 
     ``duplicate`` marks an event whose id the user's state has already seen: nothing
     changed and nothing is to be published. ``alerts`` are churn alerts to publish and
-    ``matured`` the label examples for the models to learn.
+    ``matured`` the label examples for the models to learn; ``requests`` the scoring
+    requests for a separate scoring stage (:mod:`streams.runtime.feed`).
 
     A plain slotted class: one is built per event, and most carry empty lists, which
     share one (never mutated) list instead of allocating three.
     """
 
-    __slots__ = ("alerts", "changes", "current", "duplicate", "matured", "state")
+    __slots__ = ("alerts", "changes", "current", "duplicate", "matured", "requests", "state")
 
     def __init__(self, state: UserState, *, duplicate: bool = False,
                  matured: list[Any] = _NONE) -> None:
@@ -63,6 +65,7 @@ class Result:
         self.duplicate = duplicate
         self.alerts: list[dict[str, Any]] = _NONE
         self.matured = matured
+        self.requests: list[dict[str, Any]] = _NONE
 
 
 _DAY = 86_400_000
@@ -192,6 +195,7 @@ class Processor:
         analyzer: LocalAnalyzer | None = None,
         learn_text: bool = True,
         models: ModelSuite | None = None,
+        feed: ScoringFeed | None = None,
     ) -> None:
         self.policy = policy
         self.lateness_ms = lateness_ms
@@ -203,9 +207,11 @@ class Processor:
         self.analyzer = analyzer
         self.learn_text = learn_text
         self.models = models
+        self.feed = feed
         self._profile_cache: dict[tuple[int, int], list[dict[str, Any]]] = {}
         # The models read every feature; the rules alone only those they name.
-        self._spans = timer_spans(None if models is not None else policy.features())
+        self._spans = timer_spans(None if models is not None or feed is not None
+                                  else policy.features())
         self._cluster_hold_ms = models.cfg.cluster_min_days * 86_400_000 if models else 0
 
     def warm_up(self) -> None:
@@ -374,10 +380,13 @@ class Processor:
 
     def _evaluate(self, user_id: str, state: UserState, as_of: int, source: Source,
                   origin: dict[str, Any], order: tuple[int, float] | None = None, *,
-                  behaviour: bool = True) -> Result:
+                  behaviour: bool = True, features: dict[str, float | None] | None = None,
+                  rescore: bool | None = None) -> Result:
         """``behaviour`` False: time passing alone (a timer, a final tick); the models
-        then rescore only a stale score (:meth:`ModelSuite.tick`)."""
-        features = vector(state, as_of, self.feature_config)
+        then rescore only a stale score (:meth:`ModelSuite.tick`). ``features`` and
+        ``rescore`` come with a scoring request (:class:`ScoringProcessor`)."""
+        if features is None:
+            features = vector(state, as_of, self.feature_config)
         due = self.next_timer(state, as_of)
         step = None
         if self.models is not None:
@@ -385,7 +394,7 @@ class Processor:
             # While the held cluster cannot switch, a new assignment is not needed.
             cluster_due = not held or as_of - held[1] >= self._cluster_hold_ms
             step = user_step(self.models, user_id, features, as_of, state.pending,
-                             state.scored or None, order, cluster_due, behaviour)
+                             state.scored or None, order, cluster_due, behaviour, rescore)
             state.pending, state.scored = step.pending, step.memo
             scores = step.scores
             learned, floor = self.models.learned, self.models.cfg.min_learned
@@ -398,6 +407,11 @@ class Processor:
         found = self.policy.evaluate(state.segments, state.exited, features, as_of)
         state.timer_due = due
         result = Result(state)
+        if self.feed is not None:
+            request = self.feed.offer(user_id, state, features, as_of, order, behaviour,
+                                      origin)
+            if request is not None:
+                result.requests = [request]
         if step is not None:
             result.matured = step.matured
             if step.alert is not None:

@@ -51,7 +51,7 @@ from confluent_kafka import (
 )
 
 from streams.config import Settings
-from streams.contracts.decode import EventDecoder, decode_enriched
+from streams.contracts.decode import EventDecoder, ScoringDecoder, decode_enriched
 from streams.contracts.enriched import EnrichedReview
 from streams.contracts.erase import EraseRequest, audit_record, decode_erase
 from streams.exceptions import DeliveryError, InvalidEvent, KafkaIOError
@@ -100,7 +100,7 @@ class Worker:
         settings: Settings,
         *,
         processor: Processor,
-        decoder: EventDecoder,
+        decoder: EventDecoder | ScoringDecoder,
         metrics: WorkerMetrics,
         consumer_factory: Callable[[dict[str, Any]], Consumer] = Consumer,
         producer_factory: Callable[[dict[str, Any]], Producer] = Producer,
@@ -135,8 +135,13 @@ class Worker:
         self._acked: dict[str, int] = {}
         self._changelog_hi: dict[int, int] = {}
         t = settings.topics
-        self._inputs = (*t.inputs, *((t.enriched,) if settings.consume_enriched else ()),
-                        t.erase)
+        if settings.role == "scoring":
+            # the scoring stage: requests of the event worker, and erasures (the user's
+            # labels and scores live here too)
+            self._inputs: tuple[str, ...] = (t.scoring, t.erase)
+        else:
+            self._inputs = (*t.inputs, *((t.enriched,) if settings.consume_enriched else ()),
+                            t.erase)
         self.consumer = consumer_factory(
             consumer_config(settings, stats_cb=self._on_stats, error_cb=self._on_error,
                             on_commit=self._on_commit)
@@ -333,6 +338,8 @@ class Worker:
                 self._max_ts = event.ts_ms
             if result.alerts or result.matured:
                 self._model_outputs(msg.key(), result)
+            if result.requests:
+                self._request(part, msg.key(), result)
             if result.changes:
                 self._emit(part, msg.key(), result)
                 changes_ts.append((event.ts_ms, msg.timestamp()[1]))
@@ -383,6 +390,14 @@ class Worker:
             members[ch["segment"]] += 1 if ch["change"] == "entered" else -1
         if result.current is not None:
             self._produce(t.current, key, dumps(result.current))
+
+    def _request(self, part: int, key: bytes | None, result: Result) -> None:
+        """Scoring requests go to the partition number of their input: the scoring
+        stage's partition n then holds exactly the users of input partition n."""
+        topic = self.settings.topics.scoring
+        for req in result.requests:
+            self._produce(topic, key, orjson.dumps(req), partition=part)
+        self.metrics.scoring_requests.inc(len(result.requests))
 
     def _model_outputs(self, key: bytes | None, result: Result) -> None:
         for alert in result.alerts:
@@ -437,6 +452,8 @@ class Worker:
             store.put(user_id, result.state)
             if result.alerts or result.matured:
                 self._model_outputs(user_id.encode(), result)
+            if result.requests:
+                self._request(part, user_id.encode(), result)
             if result.changes:
                 self._emit(part, user_id.encode(), result)
             fired += 1
@@ -469,6 +486,12 @@ class Worker:
             return
         self.metrics.events.labels(source.topic, "review_enriched").inc()
         store.put(enr.user_id, result.state)
+        # an enriched review is an evaluation like an event's: its matured labels,
+        # alerts and scoring requests count as well
+        if result.alerts or result.matured:
+            self._model_outputs(msg.key(), result)
+        if result.requests:
+            self._request(part, msg.key(), result)
         if result.changes:
             self._emit(part, msg.key(), result)
 
