@@ -37,6 +37,11 @@ the same round:
    worker has stopped and no transaction is open on the topic (they are also printed
    against the end offsets). The scoring group's committed offsets are sampled every
    20 ms by a thread, so reading that does not delay the figure.
+   - ``split``: each stage on its own (:func:`run_split`): the event worker with no
+     scoring stage running, then the scoring stage over the requests left on the topic.
+     In a deployment each stage has cores of its own; here both share two cores with the
+     broker, so ``staged`` measures this machine and ``split`` what each stage sustains
+     with a core to itself (the pipeline: the lower of the two).
 3. Events/s and the ratio to ``rules`` of the same round per round, then the best of the
    rounds.
 
@@ -86,7 +91,7 @@ from confluent_kafka.admin import AdminClient
 from streams import logs
 from streams.config import Settings
 
-CONFIGS_ORDER = ("rules", "inline", "staged")
+CONFIGS_ORDER = ("rules", "inline", "staged", "split")
 TAIL = 500  # records read back from the end of each scoring partition
 
 
@@ -390,6 +395,62 @@ def run_staged(settings: Settings, env: dict[str, str], n: int, log: Path,
     }
 
 
+def run_split(settings: Settings, env: dict[str, str], n: int, log: Path,
+              timeout: float = 1800) -> dict[str, Any]:
+    """Each stage on its own: the event worker with no scoring stage running (its
+    requests wait on the topic), then ``segstream scoring`` over that backlog.
+
+    Why: in a deployment each stage has its own cores (pods, machines); here the two
+    share two cores with the broker and this process, so the concurrent figure is the
+    machine's, not the design's. Alone, each stage's rate is what it can sustain with a
+    core of its own, and the pipeline's is the lower of the two. The scoring stage is
+    timed from the moment its group holds every partition (start-up and model warm-up
+    before that are not counted) until it has committed every request."""
+    scoring = settings.scoring_stage()
+    topic = settings.topics.scoring
+    r = run_inprocess(settings, n)  # 1. the event worker alone
+    targets, ends = request_ends(settings, topic)
+    # 2. the scoring stage alone, over the backlog
+    proc = StageProc(dict(env), log)
+    watch = CommitWatch(scoring, topic)
+    client = AdminClient({**scoring.kafka_common(), "log_level": 4})
+    want = {(topic, p) for p in range(scoring.partitions)}
+    deadline = time.monotonic() + timeout
+    try:
+        while not want <= stage_assignment(client, scoring.group_id):
+            proc.check()
+            if time.monotonic() > deadline:
+                raise SystemExit("bench: the scoring stage never held every partition")
+            time.sleep(0.05)
+        assigned = time.perf_counter()
+        cpu0 = proc.cpu_seconds()
+        while (done := watch.reached(targets)) is None:
+            proc.check()
+            if time.monotonic() > deadline:
+                raise SystemExit(f"bench: scoring stage committed {list(watch.latest())} "
+                                 f"of {targets} in {timeout}s")
+            time.sleep(0.02)
+        cpu = proc.cpu_seconds() - cpu0
+    finally:
+        watch.close()
+        try:
+            proc.stop()
+        finally:
+            if proc.proc.poll() is None:
+                proc.proc.kill()
+            shutil.rmtree(scoring.state_dir, ignore_errors=True)
+    drain_s = max(done - assigned, 1e-9)
+    records = sum(targets)
+    r.update({"scoring_topic_last_offsets": records, "scoring_topic_end_offsets": sum(ends),
+              "scoring_alone_s": round(drain_s, 3),
+              "scoring_alone_records_per_s": records / drain_s,
+              "scoring_alone_events_per_s": n / drain_s,
+              "scoring_alone_cpu_s": round(cpu, 2),
+              "pipeline_events_per_s": min(r["events_per_s"], n / drain_s),
+              "scoring_log_problems": proc.log_problems()[:5]})
+    return r
+
+
 # ---------------------------------------------------------------- counting
 def model_segments(settings: Settings) -> set[str]:
     """The segments on model scores (the scoring stage's share of the policy)."""
@@ -420,6 +481,15 @@ def describe(config: str, r: dict[str, Any]) -> str:
             f"{r['segment_changes']} segment changes, {r['dead_letters']} dead letters")
     if config == "inline":
         base += f"; of the changes {r['model_segment_changes']} on model segments"
+    if config == "split":
+        return (f"event worker alone {base}\n"
+                f"           scoring stage alone over the backlog "
+                f"({r['scoring_topic_last_offsets']} offsets incl. commit markers): "
+                f"{r['scoring_alone_s']:.2f}s = "
+                f"{fmt(r['scoring_alone_events_per_s'])} input events/s "
+                f"({fmt(r['scoring_alone_records_per_s'])} offsets/s, CPU "
+                f"{r['scoring_alone_cpu_s']:.1f}s); a core per stage: "
+                f"{fmt(r['pipeline_events_per_s'])} events/s")
     if config != "staged":
         return base
     problems = r["scoring_log_problems"]
@@ -479,12 +549,14 @@ def main(argv: list[str] | None = None) -> int:
                 name = f"{config}{i}"
                 base = "rules" if config == "rules" else "models"
                 extra = config_env(base, args.guarantee)
-                if config == "staged":
+                if config in ("staged", "split"):
                     extra["SEGSTREAM_MODELS_STAGE"] = "separate"
                 env = bench.env(name, inputs="in", **extra)
                 settings = bench.settings(env)
                 if config == "staged":
                     r = run_staged(settings, env, n, logs_dir / f"{name}-scoring.log")
+                elif config == "split":
+                    r = run_split(settings, env, n, logs_dir / f"{name}-scoring.log")
                 else:
                     r = run_inprocess(settings, n)
                 if config != "rules":
@@ -498,7 +570,10 @@ def main(argv: list[str] | None = None) -> int:
             rules = got["rules"]["events_per_s"]
             ratios = {"inline / rules": got["inline"]["events_per_s"] / rules,
                       "staged event worker / rules": got["staged"]["events_per_s"] / rules,
-                      "staged end-to-end / rules": got["staged"]["e2e_events_per_s"] / rules}
+                      "staged end-to-end / rules": got["staged"]["e2e_events_per_s"] / rules,
+                      "event worker alone / rules": got["split"]["events_per_s"] / rules,
+                      "a core per stage / rules": got["split"]["pipeline_events_per_s"]
+                      / rules}
             print(f"  events/s: rules {fmt(rules)}, inline {fmt(got['inline']['events_per_s'])}"
                   f", staged event worker {fmt(got['staged']['events_per_s'])}, staged end to "
                   f"end {fmt(got['staged']['e2e_events_per_s'])}")
@@ -514,6 +589,11 @@ def main(argv: list[str] | None = None) -> int:
             "staged event worker": max(r["results"]["staged"]["events_per_s"] for r in rounds),
             "staged end-to-end": max(r["results"]["staged"]["e2e_events_per_s"]
                                      for r in rounds),
+            "event worker alone": max(r["results"]["split"]["events_per_s"] for r in rounds),
+            "scoring stage alone": max(r["results"]["split"]["scoring_alone_events_per_s"]
+                                       for r in rounds),
+            "a core per stage": max(r["results"]["split"]["pipeline_events_per_s"]
+                                    for r in rounds),
         }
         results["best"] = best
         print(f"\nbest of {args.rounds} round(s), {n:,} events, {args.users:,} users, "

@@ -349,7 +349,7 @@ class Settings:
                               "(and SEGSTREAM_MODELS_ENABLED=true); with the models inline "
                               "the worker scores users itself")
         t = self.topics
-        return dataclasses.replace(
+        derived = dataclasses.replace(
             self, role="scoring", group_id=f"{self.group_id}-scoring",
             group_instance_id=(f"{self.group_instance_id}-scoring" if self.group_instance_id
                                else ""),
@@ -357,8 +357,13 @@ class Settings:
                               else ""),
             client_id=f"{self.client_id}-scoring",
             state_dir=self.state_dir / "scoring", consume_enriched=False,
+            # swapped, not copied: the event worker's names stay taken (and distinct)
             topics=dataclasses.replace(t, changelog=t.scoring_changelog,
-                                       current=t.scoring_current))
+                                       current=t.scoring_current,
+                                       scoring_changelog=t.changelog,
+                                       scoring_current=t.current))
+        derived.validate()
+        return derived
 
     # ------------------------------------------------------------ kafka config
     def kafka_common(self) -> dict[str, Any]:

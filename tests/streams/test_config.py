@@ -45,6 +45,9 @@ def test_every_bad_value_is_reported_at_once():
         ({"SEGSTREAM_SEGMENTS_FILE": "/nope.yaml"}, "does not exist"),
         ({"SEGSTREAM_TOPIC_DLQ": "shop.clicks"}, "distinct"),
         ({"SEGSTREAM_KAFKA_SECURITY_PROTOCOL": "SASL_SSL"}, "SEGSTREAM_KAFKA_SASL_MECHANISM"),
+        ({"SEGSTREAM_MODELS_STAGE": "remote"}, "SEGSTREAM_MODELS_STAGE must be inline or sep"),
+        ({"SEGSTREAM_MODELS_STAGE": "separate"}, "needs SEGSTREAM_MODELS_ENABLED=true"),
+        ({"SEGSTREAM_ROLE": "both"}, "SEGSTREAM_ROLE must be events or scoring"),
     ],
 )
 def test_invalid_configuration_says_what_to_fix(env, message):
@@ -64,3 +67,27 @@ def test_secrets_never_show():
         Settings.from_env({"SEGSTREAM_KAFKA_SASL_PASSWORD": "hunter2",
                            "SEGSTREAM_BATCH_SIZE": "nope"})
     assert "hunter2" not in str(info.value)
+
+
+def test_the_scoring_stage_differs_from_the_event_worker_where_it_must():
+    """Same topics and models; its own group, changelog, current records, state and
+    transactional id, or the two stages would fence and overwrite each other."""
+    s = Settings.from_env({"SEGSTREAM_MODELS_ENABLED": "true",
+                           "SEGSTREAM_MODELS_STAGE": "separate",
+                           "SEGSTREAM_TRANSACTIONAL_ID": "w-1",
+                           "SEGSTREAM_GROUP_INSTANCE_ID": "pod-1"})
+    z = s.scoring_stage()
+    assert z.role == "scoring" and not z.consume_enriched
+    differ = ("group_id", "group_instance_id", "transactional_id", "state_dir", "client_id")
+    assert all(getattr(z, f) != getattr(s, f) for f in differ)
+    assert (z.topics.changelog, z.topics.current) == (s.topics.scoring_changelog,
+                                                      s.topics.scoring_current)
+    assert z.topics.scoring == s.topics.scoring and z.models == s.models
+    assert z.topics.changes == s.topics.changes and z.topics.churn == s.topics.churn
+    z.validate()
+
+
+def test_no_scoring_stage_with_the_models_inline():
+    s = Settings.from_env({"SEGSTREAM_MODELS_ENABLED": "true"})
+    with pytest.raises(ConfigError, match="SEGSTREAM_MODELS_STAGE=separate"):
+        s.scoring_stage()
