@@ -69,8 +69,13 @@ def erase_request(user_id: str, request_id: str, requested_at_ms: int,
 
 
 def audit_record(req: EraseRequest, *, partition: int, had_state: bool,
-                 segments: list[str], done_at: str, instance: str) -> dict[str, Any]:
-    """What the compliance trail keeps: the subject only as a hash, what was deleted."""
+                 segments: list[str], done_at: str, instance: str, stage: str = "events",
+                 current_topic: str = "segments.current") -> dict[str, Any]:
+    """What the compliance trail keeps: the subject only as a hash, what was deleted.
+
+    With a separate scoring stage each stage erases what it holds and writes its own
+    record (``stage``: ``events`` or ``scoring``), so a request is complete when both
+    have."""
     return {
         "schema_version": 1,
         "type": "user.erased",
@@ -82,6 +87,7 @@ def audit_record(req: EraseRequest, *, partition: int, had_state: bool,
         "partition": partition,
         "had_state": had_state,
         "segments_removed": len(segments),
-        "deleted": ["state", "changelog", "segments.current", "pending_labels", "timers"],
+        "deleted": ["state", "changelog", current_topic, "pending_labels", "timers"],
         "worker": instance,
+        "stage": stage,
     }

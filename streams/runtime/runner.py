@@ -511,7 +511,8 @@ class Worker:
         self._produce(t.current, key, None)
         audit = audit_record(req, partition=part, had_state=state is not None,
                              segments=segments, done_at=iso(int(time.time() * 1000)),
-                             instance=self.instance)
+                             instance=self.instance, stage=self.settings.role,
+                             current_topic=t.current)
         self._produce(t.audit, req.request_id.encode(), orjson.dumps(audit))
         self.metrics.erasures.inc()
         log.info("user erased", extra={"ctx": {"request_id": req.request_id,

@@ -22,6 +22,7 @@ from prometheus_client import CollectorRegistry
 
 from models.learn.snapshot import load_newest_valid
 from streams.config import Settings
+from streams.contracts.erase import erase_request
 from streams.runtime.app import build_worker
 from streams.sim.generator import generate
 
@@ -71,6 +72,12 @@ def test_event_worker_and_scoring_stage_side_by_side(kafka_bootstrap, test_id, t
         wait_until(lambda: _scoring_committed(z) == {p: last.get(p, 0)
                                                      for p in range(z.partitions)}, 180,
                    what="scoring requests committed by the scoring stage")
+        # an erasure reaches both stages: each deletes what it holds and says so
+        erased = events[0]["user_id"]
+        produce(s, [(s.topics.erase, erased.encode(),
+                     erase_request(erased, "req-1", int(time.time() * 1000)))])
+        wait_until(lambda: len(read_all(s, s.topics.audit, timeout=2)) >= 2, 60,
+                   what="an audit record from each stage")
     finally:
         for w in workers.values():
             w.stop()
@@ -98,11 +105,21 @@ def test_event_worker_and_scoring_stage_side_by_side(kafka_bootstrap, test_id, t
     assert kinds["cluster"] and kinds["churn_risk"], kinds
     assert {c["source"]["topic"] for c in model} <= {*s.topics.inputs, "timer"}
     assert all(c["source"]["event_id"] for c in model if c["source"]["topic"] != "timer")
-    rule_current = [orjson.loads(m.value()) for m in read_all(s, s.topics.current)]
-    model_current = [orjson.loads(m.value()) for m in read_all(s, z.topics.current)]
+    rule_current = [orjson.loads(m.value()) for m in read_all(s, s.topics.current)
+                    if m.value() is not None]  # the erased user's tombstone
+    model_current = [orjson.loads(m.value()) for m in read_all(s, z.topics.current)
+                     if m.value() is not None]
     assert model_current and all(seg.startswith(MODEL_SEGMENTS)
                                  for r in model_current for seg in r["segments"])
     assert all(not seg.startswith(MODEL_SEGMENTS) for r in rule_current for seg in r["segments"])
+
+    audit = [orjson.loads(m.value()) for m in read_all(s, s.topics.audit)]
+    assert sorted(a["stage"] for a in audit) == ["events", "scoring"]
+    assert all(a["had_state"] and a["request_id"] == "req-1" for a in audit)
+    assert {a["deleted"][2] for a in audit} == {s.topics.current, z.topics.current}
+    tombstoned = [m for m in read_all(s, z.topics.current)
+                  if m.key() == erased.encode() and m.value() is None]
+    assert tombstoned, "the user's model segments are gone from the current records"
 
     # 3. alerts and the models' snapshot (offsets of the scoring topic)
     alerts = [orjson.loads(m.value()) for m in read_all(s, s.topics.churn)]
