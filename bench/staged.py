@@ -92,6 +92,13 @@ from streams import logs
 from streams.config import Settings
 
 CONFIGS_ORDER = ("rules", "inline", "staged", "split")
+# figure -> (configuration, result key), each compared with rules of the same round
+FIGURES = {"inline": ("inline", "events_per_s"),
+           "staged event worker": ("staged", "events_per_s"),
+           "staged end-to-end": ("staged", "e2e_events_per_s"),
+           "event worker alone": ("split", "events_per_s"),
+           "scoring stage alone": ("split", "scoring_alone_events_per_s"),
+           "a core per stage": ("split", "pipeline_events_per_s")}
 TAIL = 500  # records read back from the end of each scoring partition
 
 
@@ -522,8 +529,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=None,
                     help="write every figure as JSON here (e.g. bench/results/staged.json)")
     ap.add_argument("--keep", action="store_true", help="keep topics and work directory")
+    ap.add_argument("--configs", default=",".join(CONFIGS_ORDER),
+                    help="comma-separated subset of " + ",".join(CONFIGS_ORDER)
+                    + " (rules is always run: the ratios are to it)")
     args = ap.parse_args(argv)
 
+    configs = tuple(c for c in CONFIGS_ORDER
+                    if c == "rules" or c in args.configs.split(","))
+    unknown = set(args.configs.split(",")) - set(CONFIGS_ORDER)
+    if unknown:
+        ap.error(f"--configs: unknown {sorted(unknown)}; choose from {CONFIGS_ORDER}")
     logs.configure("ERROR", True)  # not the models' drift warnings of every run
     bench = Bench(args.partitions, keep=args.keep)
     results: dict[str, Any] = {"machine": machine_info(), "params": vars(args) | {
@@ -542,7 +557,7 @@ def main(argv: list[str] | None = None) -> int:
 
         # 2. the rounds
         for i in range(args.rounds):
-            order = CONFIGS_ORDER if i % 2 == 0 else CONFIGS_ORDER[::-1]
+            order = configs if i % 2 == 0 else configs[::-1]
             print(f"\nround {i + 1}/{args.rounds} ({', '.join(order)}), {args.guarantee}:")
             got: dict[str, dict[str, Any]] = {}
             for config in order:
@@ -568,33 +583,19 @@ def main(argv: list[str] | None = None) -> int:
                 got[config] = r
                 print(f"  {config:7} {describe(config, r)}")
             rules = got["rules"]["events_per_s"]
-            ratios = {"inline / rules": got["inline"]["events_per_s"] / rules,
-                      "staged event worker / rules": got["staged"]["events_per_s"] / rules,
-                      "staged end-to-end / rules": got["staged"]["e2e_events_per_s"] / rules,
-                      "event worker alone / rules": got["split"]["events_per_s"] / rules,
-                      "a core per stage / rules": got["split"]["pipeline_events_per_s"]
-                      / rules}
-            print(f"  events/s: rules {fmt(rules)}, inline {fmt(got['inline']['events_per_s'])}"
-                  f", staged event worker {fmt(got['staged']['events_per_s'])}, staged end to "
-                  f"end {fmt(got['staged']['e2e_events_per_s'])}")
+            ratios = {f"{k} / rules": got[c][key] / rules
+                      for k, (c, key) in FIGURES.items() if c in got}
+            print("  events/s: " + ", ".join([f"rules {fmt(rules)}"] + [
+                f"{k} {fmt(got[c][key])}" for k, (c, key) in FIGURES.items() if c in got]))
             print("  " + "; ".join(f"{k} {v:.1%}" for k, v in ratios.items()))
             results["rounds"].append({"order": list(order), "results": got,
                                       "ratios": ratios})
 
         # 3. best of the rounds
         rounds = results["rounds"]
-        best = {
-            "rules": max(r["results"]["rules"]["events_per_s"] for r in rounds),
-            "inline": max(r["results"]["inline"]["events_per_s"] for r in rounds),
-            "staged event worker": max(r["results"]["staged"]["events_per_s"] for r in rounds),
-            "staged end-to-end": max(r["results"]["staged"]["e2e_events_per_s"]
-                                     for r in rounds),
-            "event worker alone": max(r["results"]["split"]["events_per_s"] for r in rounds),
-            "scoring stage alone": max(r["results"]["split"]["scoring_alone_events_per_s"]
-                                       for r in rounds),
-            "a core per stage": max(r["results"]["split"]["pipeline_events_per_s"]
-                                    for r in rounds),
-        }
+        best = {"rules": max(r["results"]["rules"]["events_per_s"] for r in rounds)}
+        best.update({k: max(r["results"][c][key] for r in rounds)
+                     for k, (c, key) in FIGURES.items() if c in configs})
         results["best"] = best
         print(f"\nbest of {args.rounds} round(s), {n:,} events, {args.users:,} users, "
               f"{args.guarantee}:")
