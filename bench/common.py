@@ -448,6 +448,20 @@ def registry_total(registry: Any, name: str) -> float:
 
 
 # ------------------------------------------------------------------ in-process
+def worker_thread(w: Any) -> tuple[threading.Thread, list[BaseException]]:
+    """A daemon thread (not started) running ``w.run()``, and the list its exception
+    lands in: the caller reports it, so a failed worker cannot hang the bench."""
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            w.run()
+        except BaseException as exc:  # reported by the caller
+            errors.append(exc)
+
+    return threading.Thread(target=target, name="bench-worker", daemon=True), errors
+
+
 def run_inprocess(settings: Settings, n: int, timeout: float = 1800) -> dict[str, Any]:
     """The worker (the production code path, :func:`build_worker`) in a thread of this
     process, over ``n`` inputs already in its topics. Timed from its first processed
@@ -458,16 +472,8 @@ def run_inprocess(settings: Settings, n: int, timeout: float = 1800) -> dict[str
     from streams.runtime.app import build_worker
 
     w = build_worker(settings, CollectorRegistry())
-    errors: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            w.run()
-        except BaseException as exc:  # reported below, the bench must not hang
-            errors.append(exc)
-
+    th, errors = worker_thread(w)
     probe = GroupProgress(settings)
-    th = threading.Thread(target=target, name="bench-worker", daemon=True)
     started = time.perf_counter()
     deadline = time.monotonic() + timeout
     th.start()

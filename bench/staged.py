@@ -84,6 +84,7 @@ from common import (
     registry_total,
     run_inprocess,
     simulate,
+    worker_thread,
 )
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
@@ -132,6 +133,16 @@ class StageProc(WorkerProc):
                 if ('"level":"WARNING"' in line or '"level":"ERROR"' in line
                     or '"level":"CRITICAL"' in line or line.startswith("Traceback"))
                 and "drift detected" not in line]
+
+
+def stop_stage(proc: StageProc, scoring: Settings) -> None:
+    """SIGTERM (kill if it will not stop), then drop the stage's state directory."""
+    try:
+        proc.stop()
+    finally:
+        if proc.proc.poll() is None:
+            proc.proc.kill()
+        shutil.rmtree(scoring.state_dir, ignore_errors=True)
 
 
 def wait_stage_ready(scoring: Settings, proc: StageProc, timeout: float = 180) -> float:
@@ -312,15 +323,7 @@ def run_staged(settings: Settings, env: dict[str, str], n: int, log: Path,
         watch = CommitWatch(scoring, topic)
         probe = GroupProgress(settings)
         w = build_worker(settings, CollectorRegistry())
-        errors: list[BaseException] = []
-
-        def target() -> None:
-            try:
-                w.run()
-            except BaseException as exc:  # reported below, the bench must not hang
-                errors.append(exc)
-
-        th = threading.Thread(target=target, name="bench-worker", daemon=True)
+        th, errors = worker_thread(w)
         started = time.perf_counter()
         deadline = time.monotonic() + timeout
         th.start()
@@ -372,12 +375,7 @@ def run_staged(settings: Settings, env: dict[str, str], n: int, log: Path,
             probe.close()
         if watch is not None:
             watch.close()
-        try:
-            proc.stop()
-        finally:
-            if proc.proc.poll() is None:
-                proc.proc.kill()
-            shutil.rmtree(scoring.state_dir, ignore_errors=True)
+        stop_stage(proc, scoring)
     end = max(event_done, scoring_done)
     event_s, e2e_s = event_done - joined, end - joined
     reg = w.metrics.registry
@@ -440,12 +438,7 @@ def run_split(settings: Settings, env: dict[str, str], n: int, log: Path,
         cpu = proc.cpu_seconds() - cpu0
     finally:
         watch.close()
-        try:
-            proc.stop()
-        finally:
-            if proc.proc.poll() is None:
-                proc.proc.kill()
-            shutil.rmtree(scoring.state_dir, ignore_errors=True)
+        stop_stage(proc, scoring)
     drain_s = max(done - assigned, 1e-9)
     records = sum(targets)
     r.update({"scoring_topic_last_offsets": records, "scoring_topic_end_offsets": sum(ends),

@@ -91,12 +91,7 @@ class EventDecoder:
         partition its key hashes to, so a mis-keyed event would split that state.
         """
         event = self.decode_value(topic, value, now_ms)
-        if key is None:
-            raise InvalidEvent("missing_key", "message key must be the user_id")
-        if key != event.user_id.encode():
-            raise InvalidEvent(
-                "key_mismatch", "message key differs from user_id; state would be split"
-            )
+        _check_key(key, event.user_id)
         return event
 
     def decode_value(self, topic: str, value: bytes | None, now_ms: int) -> Event:
@@ -176,11 +171,7 @@ def decode_enriched(key: bytes | None, value: bytes | None, max_bytes: int) -> E
         record = msgspec.convert(data, EnrichedReview, strict=True)
     except msgspec.ValidationError as exc:
         raise InvalidEvent(_reason_of(str(exc)), str(exc)) from None
-    if key is None:
-        raise InvalidEvent("missing_key", "message key must be the user_id")
-    if key != record.user_id.encode():
-        raise InvalidEvent("key_mismatch",
-                           "message key differs from user_id; state would be split")
+    _check_key(key, record.user_id)
     return record
 
 
@@ -214,12 +205,18 @@ class ScoringDecoder:
             raise InvalidEvent(_reason_of(str(exc)), str(exc)) from None
         except msgspec.DecodeError as exc:
             raise InvalidEvent("malformed_json", str(exc)) from None
-        if key is None:
-            raise InvalidEvent("missing_key", "message key must be the user_id")
-        if key != req.user_id.encode():
-            raise InvalidEvent("key_mismatch",
-                               "message key differs from user_id; state would be split")
+        _check_key(key, req.user_id)
         return req
+
+
+def _check_key(key: bytes | None, user_id: str) -> None:
+    """The key must be the ``user_id``: a user's state lives on the partition its key
+    hashes to, so a mis-keyed record would split that state."""
+    if key is None:
+        raise InvalidEvent("missing_key", "message key must be the user_id")
+    if key != user_id.encode():
+        raise InvalidEvent("key_mismatch",
+                           "message key differs from user_id; state would be split")
 
 
 def _reason_of(message: str) -> str:
