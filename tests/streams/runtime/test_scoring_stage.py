@@ -115,6 +115,15 @@ def _scoring_stage(s: Settings, requests: list[bytes]) -> tuple[list[dict[str, A
     return changes, alerts, suite
 
 
+def _members(changes: list[dict[str, Any]]) -> dict[str, set[str]]:
+    """Each user's segments after ``changes``, applied in event-time order."""
+    out: dict[str, set[str]] = {}
+    for c in sorted(changes, key=lambda c: c["at_ms"]):
+        segs = out.setdefault(c["user_id"], set())
+        (segs.add if c["change"] == "entered" else segs.discard)(c["segment"])
+    return out
+
+
 def test_the_scoring_stage_scores_what_the_inline_models_score(events_file: Path,
                                                                tmp_path: Path) -> None:
     inline_s = Settings.from_env(ENV)
@@ -162,6 +171,12 @@ def test_the_scoring_stage_scores_what_the_inline_models_score(events_file: Path
     assert all(is_model(c) for c in model_changes)
     common = sum((a & b).values())
     assert common >= 0.85 * sum(b.values()) and common >= 0.75 * sum(a.values())
+    # and the users end up in the same model segments (on this traffic 397 of 400)
+    inline_final = _members([c for c in inline if is_model(c)])
+    staged_final = _members(model_changes)
+    users = set(inline_final) | set(staged_final)
+    same = sum(inline_final.get(u) == staged_final.get(u) for u in users)
+    assert same >= 0.97 * len(users)
     # every change names the input event (a line of the file) or the event worker's
     # timer it came from, as the inline ones do, not the request
     lines = events_file.read_bytes().count(b"\n")
