@@ -53,8 +53,6 @@ class ScoringFeed:
         # read once: offer runs on every evaluation and mostly stops at the first check
         self._debounce_ms = cfg.debounce_ms
         self._staleness_ms = cfg.max_staleness_ms
-        self.sent = 0
-        self.orders_only = 0
 
     def offer(self, user_id: str, state: UserState, features: Mapping[str, float | None],
               as_of: int, order: tuple[int, float] | None, behaviour: bool,
@@ -75,9 +73,6 @@ class ScoringFeed:
             return None
         if rescore:
             state.fed = [as_of, *x]
-        else:
-            self.orders_only += 1
-        self.sent += 1
         return {
             "type": "scoring",
             "schema_version": 1,

@@ -336,12 +336,7 @@ class Worker:
             store.put(event.user_id, result.state)
             if event.ts_ms > self._max_ts:
                 self._max_ts = event.ts_ms
-            if result.alerts or result.matured:
-                self._model_outputs(msg.key(), result)
-            if result.requests:
-                self._request(part, msg.key(), result)
-            if result.changes:
-                self._emit(part, msg.key(), result)
+            if self._publish(part, msg.key(), result):
                 changes_ts.append((event.ts_ms, msg.timestamp()[1]))
         # 3. wall-clock punctuation for partitions with nothing buffered (optional)
         if self._punctuation_due():
@@ -390,6 +385,18 @@ class Worker:
             members[ch["segment"]] += 1 if ch["change"] == "entered" else -1
         if result.current is not None:
             self._produce(t.current, key, dumps(result.current))
+
+    def _publish(self, part: int, key: bytes | None, result: Result) -> bool:
+        """Everything an evaluation (event, timer, enriched review) gives out; True when
+        it changed segments."""
+        if result.alerts or result.matured:
+            self._model_outputs(key, result)
+        if result.requests:
+            self._request(part, key, result)
+        if result.changes:
+            self._emit(part, key, result)
+            return True
+        return False
 
     def _request(self, part: int, key: bytes | None, result: Result) -> None:
         """Scoring requests go to the partition number of their input: the scoring
@@ -450,12 +457,7 @@ class Worker:
             result = self.processor.fire_timer(
                 user_id, state, state.timer_due if as_of is None else as_of)
             store.put(user_id, result.state)
-            if result.alerts or result.matured:
-                self._model_outputs(user_id.encode(), result)
-            if result.requests:
-                self._request(part, user_id.encode(), result)
-            if result.changes:
-                self._emit(part, user_id.encode(), result)
+            self._publish(part, user_id.encode(), result)
             fired += 1
         if fired:
             self.metrics.timers_fired.labels(trigger).inc(fired)
@@ -488,12 +490,7 @@ class Worker:
         store.put(enr.user_id, result.state)
         # an enriched review is an evaluation like an event's: its matured labels,
         # alerts and scoring requests count as well
-        if result.alerts or result.matured:
-            self._model_outputs(msg.key(), result)
-        if result.requests:
-            self._request(part, msg.key(), result)
-        if result.changes:
-            self._emit(part, msg.key(), result)
+        self._publish(part, msg.key(), result)
 
     def _erase(self, part: int, req: EraseRequest) -> None:
         """Forget a user: state (changelog tombstone), current record (tombstone), pending
